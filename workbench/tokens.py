@@ -1,0 +1,85 @@
+"""Tokenising batches with explicit padding and attention masks."""
+
+from dataclasses import dataclass
+from typing import Literal, Sequence, Union
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Token ids ``[batch, pos]``, their attention mask (1 = real token) and each row's length."""
+
+    tokens: Int[Tensor, "batch pos"]
+    attention_mask: Int[Tensor, "batch pos"]
+
+    @property
+    def lengths(self) -> Int[Tensor, " batch"]:
+        return self.attention_mask.sum(-1)
+
+    @property
+    def padding_side(self) -> str:
+        m = self.attention_mask
+        return "left" if bool((m[:, -1] == 1).all()) and not bool((m[:, 0] == 1).all()) else "right"
+
+
+def pad_token_id(model) -> int:
+    tok = getattr(model, "tokenizer", None)
+    if tok is not None:
+        if tok.pad_token_id is not None:
+            return int(tok.pad_token_id)
+        if tok.eos_token_id is not None:
+            return int(tok.eos_token_id)
+    return 0
+
+
+def tokenize(
+    model,
+    texts: Union[str, Sequence[str]],
+    *,
+    padding_side: Literal["left", "right"] = "left",
+    max_length: Union[int, None] = None,
+) -> Batch:
+    """Tokenise ``texts`` (no BOS unless the model's config prepends one) into a padded batch.
+
+    Raises on an empty list or an empty string, naming the bad item."""
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+    if isinstance(texts, str):
+        texts = [texts]
+    texts = list(texts)
+    if not texts:
+        raise ValueError("no texts to tokenise: the list is empty")
+    tok = getattr(model, "tokenizer", None)
+    if tok is None:
+        raise ValueError("this model has no tokenizer; pass token ids instead of strings")
+    prepend = bool(getattr(model.cfg, "default_prepend_bos", False))
+    rows = []
+    for i, t in enumerate(texts):
+        if not isinstance(t, str) or not t:
+            raise ValueError(f"text {i} is empty or not a string: {t!r}")
+        ids = tok(t, add_special_tokens=False)["input_ids"]
+        if prepend and tok.bos_token_id is not None:
+            ids = [tok.bos_token_id] + ids
+        if max_length is not None and len(ids) > max_length:
+            raise ValueError(f"text {i} has {len(ids)} tokens, more than max_length={max_length}: {t[:60]!r}...")
+        rows.append(ids)
+    return pad_rows(rows, pad_token_id(model), padding_side=padding_side)
+
+
+def pad_rows(rows: Sequence[Sequence[int]], pad_id: int, *, padding_side: str = "left") -> Batch:
+    n = max(len(r) for r in rows)
+    if n == 0:
+        raise ValueError("every row is empty")
+    tokens = torch.full((len(rows), n), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), n), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if padding_side == "left":
+            tokens[i, n - len(r):] = torch.tensor(r, dtype=torch.long)
+            mask[i, n - len(r):] = 1
+        else:
+            tokens[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+            mask[i, : len(r)] = 1
+    return Batch(tokens, mask)
