@@ -1,0 +1,86 @@
+"""Figure helpers: a shared paper-ready plotly style and ``save_figure``.
+
+Every figure function in workbench returns a ``plotly.graph_objects.Figure`` and never shows it;
+``save_figure`` writes interactive HTML plus static PNG and SVG (via kaleido, driving a headless
+Chromium: Debian's ``chromium`` is used when present, through ``BROWSER_PATH``).
+"""
+
+import os
+import shutil
+from pathlib import Path
+from typing import Iterable, Optional, Sequence, Union
+
+import plotly.graph_objects as go
+import plotly.io as pio
+
+FIGURES_DIR = Path(os.environ.get("WORKBENCH_FIGURES", "figures"))
+FONT = dict(family="Helvetica, Arial, sans-serif", size=13, color="#222")
+# Colour-blind-safe qualitative palette (Okabe & Ito).
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+DIVERGING = "RdBu_r"
+
+
+def style(fig: go.Figure, *, title: Optional[str] = None, x: Optional[str] = None, y: Optional[str] = None,
+          width: int = 760, height: int = 460) -> go.Figure:
+    """Apply the workbench paper style: white background, readable fonts, labelled axes."""
+    fig.update_layout(
+        template="simple_white", font=FONT, width=width, height=height,
+        margin=dict(l=70, r=30, t=70 if title else 30, b=60),
+        colorway=PALETTE, legend=dict(bgcolor="rgba(255,255,255,0.8)"),
+    )
+    if title is not None:
+        fig.update_layout(title=dict(text=title, x=0.02, xanchor="left"))
+    if x is not None:
+        fig.update_xaxes(title_text=x)
+    if y is not None:
+        fig.update_yaxes(title_text=y)
+    return fig
+
+
+def chromium_path() -> Optional[str]:
+    for cand in (os.environ.get("BROWSER_PATH"), shutil.which("chromium"), shutil.which("chromium-browser"),
+                 shutil.which("google-chrome")):
+        if cand and Path(cand).exists():
+            return cand
+    return None
+
+
+def _setup_kaleido() -> None:
+    path = chromium_path()
+    if path:
+        os.environ.setdefault("BROWSER_PATH", path)
+
+
+def save_figure(fig: go.Figure, name: str, *, directory: Union[str, Path, None] = None,
+                formats: Sequence[str] = ("html", "png", "svg"), scale: float = 2.0) -> dict:
+    """Write ``fig`` as ``{directory}/{name}.{html,png,svg}`` and return ``{format: path}``.
+
+    HTML embeds plotly.js (works offline). Static formats need kaleido with a Chromium; if that is
+    missing the error says how to install it."""
+    if not isinstance(fig, go.Figure):
+        raise TypeError(f"save_figure needs a plotly Figure, got {type(fig).__name__}")
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"figure name must be a plain file stem, got {name!r}")
+    unknown = set(formats) - {"html", "png", "svg", "pdf", "json"}
+    if unknown:
+        raise ValueError(f"unknown figure formats {sorted(unknown)}; use html, png, svg, pdf or json")
+    out_dir = Path(directory) if directory is not None else FIGURES_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for fmt in formats:
+        path = out_dir / f"{name}.{fmt}"
+        if fmt == "html":
+            fig.write_html(path, include_plotlyjs=True, full_html=True)
+        elif fmt == "json":
+            path.write_text(pio.to_json(fig))
+        else:
+            _setup_kaleido()
+            try:
+                fig.write_image(path, scale=scale if fmt == "png" else 1.0)
+            except Exception as err:  # kaleido without a browser
+                raise RuntimeError(
+                    f"static export to {fmt} failed ({err.__class__.__name__}: {err}). Install Debian's chromium "
+                    "(apt-get install chromium) or set BROWSER_PATH to a Chrome/Chromium binary."
+                ) from err
+        written[fmt] = path
+    return written
