@@ -1,0 +1,165 @@
+"""Activation patching, batched: many patches per forward pass, each starting at the patched layer.
+
+Activation patching (Meng et al. 2022; Wang et al. 2022; Heimersheim & Nanda 2024): run the
+corrupted input, replace one component's activation with its value on the clean input, and measure
+the metric. The grids here match TransformerLens' ``transformer_lens.patching`` functions
+(``get_act_patch_resid_pre``, ``..._attn_out``, ``..._mlp_out``, ``..._attn_head_out_all_pos``,
+``..._attn_head_out_by_pos``): for each index the *same* position/head is patched in every prompt
+of the batch and the metric is taken over the batch.
+
+How it is fast:
+
+* Each batch row is one (patch, prompt) pair; a registry steer with a per-row ``[batch, pos]`` mask
+  writes the clean values only where that row's patch lies (heads: the edit swaps one head per row).
+* A patch at layer L leaves layers < L untouched, so the forward starts at layer L from the cached
+  corrupted ``resid_pre.L`` (``start_at_layer``), and only the last position is unembedded.
+"""
+
+from dataclasses import dataclass
+from typing import Dict, List, Literal, Optional, Sequence
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from ..edits import EditContext
+from ..registry import HookRegistry
+from .tasks import LogitDiffMetric, Task
+
+Stream = Literal["resid_pre", "attn_out", "mlp_out", "heads_all_pos", "heads_by_pos"]
+STREAMS = ("resid_pre", "attn_out", "mlp_out", "heads_all_pos", "heads_by_pos")
+LAYER_POS_STREAMS = ("resid_pre", "attn_out", "mlp_out")
+
+# The registry site each grid patches.
+_SITE_STREAM = {"resid_pre": "resid_pre", "attn_out": "attn_out", "mlp_out": "mlp_out",
+                "heads_all_pos": "attn.z", "heads_by_pos": "attn.z"}
+
+
+def check_stream(stream: str) -> str:
+    if stream not in STREAMS:
+        raise ValueError(f"unknown patching stream {stream!r}; use one of {', '.join(STREAMS)}")
+    return stream
+
+
+@dataclass(frozen=True)
+class PatchRows:
+    """An edit that gives each batch row the clean activation of its own prompt, optionally only
+    for one head per row (``heads[r]``; for ``attn.z``, whose activations are ``[batch, pos, head,
+    d_head]``). The registry applies it only at the row's masked positions."""
+
+    clean: Tensor  # [rows, pos, ...] clean values per row
+    heads: Optional[Tensor] = None  # [rows] head index per row
+
+    def __call__(self, acts: Tensor, ctx: EditContext) -> Tensor:
+        if self.clean.shape != acts.shape:
+            raise ValueError(f"PatchRows: clean values have shape {tuple(self.clean.shape)}, activations {tuple(acts.shape)}")
+        if self.heads is None:
+            return self.clean.to(acts.dtype)
+        onehot = torch.nn.functional.one_hot(self.heads, acts.shape[2]).bool().to(acts.device)
+        return torch.where(onehot[:, None, :, None], self.clean.to(acts.dtype), acts)
+
+
+def _record_all(model, tokens: Tensor, sites: Dict[str, str]) -> Dict[str, Tensor]:
+    """One forward with probes at ``sites`` ({name: site}); returns the recorded activations."""
+    reg = HookRegistry(model)
+    for name, site in sites.items():
+        reg.probe(name, site)
+    with torch.no_grad():
+        reg.run(tokens, need_logits=False)
+    return {name: reg.records[name] for name in sites}
+
+
+def patch_index(model, stream: str, seq_len: int) -> List[tuple]:
+    """The patches of one layer of a grid, as (position or None, head or None)."""
+    H = model.cfg.n_heads
+    if stream in LAYER_POS_STREAMS:
+        return [(p, None) for p in range(seq_len)]
+    if stream == "heads_all_pos":
+        return [(None, h) for h in range(H)]
+    return [(p, h) for p in range(seq_len) for h in range(H)]
+
+
+def _grid_shape(model, stream: str, n_layers: int, seq_len: int) -> tuple:
+    H = model.cfg.n_heads
+    return {"resid_pre": (n_layers, seq_len), "attn_out": (n_layers, seq_len), "mlp_out": (n_layers, seq_len),
+            "heads_all_pos": (n_layers, H), "heads_by_pos": (n_layers, seq_len, H)}[stream]
+
+
+def activation_patch(
+    model,
+    clean: Int[Tensor, "n pos"],
+    corrupted: Int[Tensor, "n pos"],
+    metric: LogitDiffMetric,
+    stream: Stream,
+    *,
+    layers: Optional[Sequence[int]] = None,
+    tokens_per_pass: int = 2048,
+    start_at_layer: bool = True,
+    progress: bool = False,
+) -> Tensor:
+    """Patching grid for ``stream``: ``[layer, pos]`` for resid_pre/attn_out/mlp_out,
+    ``[layer, head]`` for heads_all_pos, ``[layer, pos, head]`` for heads_by_pos (heads = the
+    per-head attention output ``attn.z``). Entry = normalised metric of the corrupted run with that
+    one component restored from the clean run in every prompt (clean = 1, corrupted = 0).
+
+    ``tokens_per_pass`` bounds rows × positions per forward; ``layers`` restricts the grid (other
+    rows are NaN)."""
+    check_stream(stream)
+    if clean.shape != corrupted.shape or clean.ndim != 2:
+        raise ValueError(f"clean and corrupted tokens must be [n, pos] of equal shape, got {tuple(clean.shape)} and {tuple(corrupted.shape)}")
+    if tokens_per_pass < 1:
+        raise ValueError(f"tokens_per_pass must be positive, got {tokens_per_pass}")
+    n, T = clean.shape
+    n_layers = model.cfg.n_layers
+    layers = list(range(n_layers)) if layers is None else [int(L) for L in layers]
+    for L in layers:
+        if not 0 <= L < n_layers:
+            raise ValueError(f"layer {L} is not a layer of this model (0..{n_layers - 1})")
+    site_stream = _SITE_STREAM[stream]
+    clean_acts = _record_all(model, clean, {f"c{L}": f"{site_stream}.{L}" for L in layers})
+    corr_resid = _record_all(model, corrupted, {f"x{L}": f"resid_pre.{L}" for L in layers if L > 0}) if start_at_layer else {}
+    grid = torch.full(_grid_shape(model, stream, n_layers, T), float("nan"))
+    patches = patch_index(model, stream, T)
+    rows_per_pass = max(1, tokens_per_pass // T)
+    n_rows = len(patches) * n
+    from tqdm.auto import tqdm
+
+    dev = model.cfg.device
+    for L in tqdm(layers, desc=f"patching {stream}", disable=not progress):
+        lds = torch.empty(n_rows)
+        for start in range(0, n_rows, rows_per_pass):
+            rows = torch.arange(start, min(start + rows_per_pass, n_rows))
+            patch_of, prompt_of = rows // n, rows % n
+            mask = torch.zeros(len(rows), T, dtype=torch.bool)
+            heads = None
+            pos = [patches[j][0] for j in patch_of.tolist()]
+            for r, p in enumerate(pos):
+                if p is None:
+                    mask[r] = True
+                else:
+                    mask[r, p] = True
+            if patches[0][1] is not None:
+                heads = torch.tensor([patches[j][1] for j in patch_of.tolist()])
+            reg = HookRegistry(model)
+            reg.steer("patch", f"{site_stream}.{L}", PatchRows(clean_acts[f"c{L}"][prompt_of], heads), positions=mask)
+            with torch.no_grad(), reg:
+                if start_at_layer and L > 0:
+                    resid = model(corr_resid[f"x{L}"][prompt_of].to(dev), start_at_layer=L, stop_at_layer=n_layers)
+                else:
+                    resid = model(corrupted[prompt_of].to(dev), stop_at_layer=n_layers)
+            last = model.unembed(model.ln_final(resid[:, -1:]))[:, 0]
+            lds[rows] = metric.per_row(last, prompt_of.to(last.device)).cpu()
+        values = metric.normalise(lds.view(len(patches), n).mean(1))
+        if stream == "heads_by_pos":
+            grid[L] = values.view(T, -1)
+        else:
+            grid[L] = values
+    return grid
+
+
+def patch_task(model, task: Task, metric: LogitDiffMetric, stream: Stream, **kw) -> Tensor:
+    """``activation_patch`` on a ``Task``."""
+    return activation_patch(model, task.clean, task.corrupted, metric, stream, **kw)
+
+
+__all__ = ["LAYER_POS_STREAMS", "PatchRows", "STREAMS", "activation_patch", "check_stream", "patch_index", "patch_task"]

@@ -1,0 +1,318 @@
+"""Clean/corrupted tasks for patching, and their metric.
+
+A ``Task`` is a batch of clean prompts, a batch of corrupted prompts of the *same token length*, and
+for each prompt the clean answer token and the corrupted answer token. The metric is the logit
+difference at the last position, ``LD = logit(correct) − logit(wrong)``, averaged over prompts and
+normalised so that the clean run scores 1 and the corrupted run 0 (Wang et al. 2022, IOI; the
+normalisation follows Nanda's attribution-patching write-up):
+
+    M = (mean LD − LD_corrupted) / (LD_clean − LD_corrupted)
+
+Builders for the embedded model: ``ioi_task`` (indirect object identification, Wang et al. 2022),
+``capital_task`` (factual recall: country → capital) and ``antonym_task`` ("The opposite of hot is"
+→ " cold"). Every word that varies is checked to be a single token with its leading space (SmolLM2
+has no BOS token). ``check_task`` runs the model, reports clean accuracy and drops the prompts it fails.
+"""
+
+import random
+from dataclasses import dataclass, field, replace
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Task:
+    """Clean and corrupted token batches ``[n, pos]`` (equal shapes, no padding) with the answer
+    token of each: ``correct[i]`` for clean prompt i, ``wrong[i]`` for its corrupted partner."""
+
+    name: str
+    clean: Int[Tensor, "n pos"]
+    corrupted: Int[Tensor, "n pos"]
+    correct: Int[Tensor, " n"]
+    wrong: Int[Tensor, " n"]
+    clean_prompts: Tuple[str, ...] = ()
+    corrupted_prompts: Tuple[str, ...] = ()
+    notes: Tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        if self.clean.ndim != 2 or self.clean.shape != self.corrupted.shape:
+            raise ValueError(
+                f"task '{self.name}': clean and corrupted tokens must be 2-d with equal shapes (same token length), "
+                f"got {tuple(self.clean.shape)} and {tuple(self.corrupted.shape)}"
+            )
+        n = self.clean.shape[0]
+        if n == 0:
+            raise ValueError(f"task '{self.name}' has no prompts")
+        for what in ("correct", "wrong"):
+            t = getattr(self, what)
+            if t.shape != (n,):
+                raise ValueError(f"task '{self.name}': {what} must have shape ({n},), got {tuple(t.shape)}")
+        if bool((self.correct == self.wrong).any()):
+            bad = torch.nonzero(self.correct == self.wrong).flatten().tolist()
+            raise ValueError(f"task '{self.name}': prompts {bad} have the same correct and wrong answer; the logit difference would be 0")
+        for what in ("clean_prompts", "corrupted_prompts"):
+            texts = getattr(self, what)
+            if texts and len(texts) != n:
+                raise ValueError(f"task '{self.name}': {what} has {len(texts)} texts for {n} prompts")
+
+    @property
+    def n(self) -> int:
+        return self.clean.shape[0]
+
+    @property
+    def seq_len(self) -> int:
+        return self.clean.shape[1]
+
+    def subset(self, rows: Sequence[int], note: Optional[str] = None) -> "Task":
+        rows = list(rows)
+        pick = lambda texts: tuple(texts[i] for i in rows) if texts else ()  # noqa: E731
+        return replace(
+            self, clean=self.clean[rows], corrupted=self.corrupted[rows], correct=self.correct[rows],
+            wrong=self.wrong[rows], clean_prompts=pick(self.clean_prompts), corrupted_prompts=pick(self.corrupted_prompts),
+            notes=self.notes + ((note,) if note else ()),
+        )
+
+    def head(self, n: int) -> "Task":
+        if n < 1:
+            raise ValueError(f"need at least one prompt, got n={n}")
+        return self.subset(range(min(n, self.n)))
+
+
+# --------------------------------------------------------------------------- the metric
+def logit_diff(
+    last_logits: Float[Tensor, "rows d_vocab"], correct: Int[Tensor, " rows"], wrong: Int[Tensor, " rows"]
+) -> Float[Tensor, " rows"]:
+    """``logit(correct) − logit(wrong)`` per row (logits of the last position)."""
+    r = torch.arange(last_logits.shape[0], device=last_logits.device)
+    return last_logits[r, correct.to(last_logits.device)] - last_logits[r, wrong.to(last_logits.device)]
+
+
+@dataclass(frozen=True)
+class LogitDiffMetric:
+    """Normalised logit difference: ``(mean_i LD_i − ld_corrupted) / (ld_clean − ld_corrupted)``.
+
+    Called on full logits ``[n, pos, d_vocab]`` of the task's n prompts it returns a scalar (this is
+    the form TransformerLens' patching functions and autograd use); ``per_row`` gives unnormalised
+    LDs of rows that each belong to prompt ``prompt_idx[r]`` (for batched patching)."""
+
+    correct: Int[Tensor, " n"]
+    wrong: Int[Tensor, " n"]
+    ld_clean: float
+    ld_corrupted: float
+
+    def __post_init__(self) -> None:
+        if abs(self.ld_clean - self.ld_corrupted) < 1e-6:
+            raise ValueError(
+                f"clean and corrupted runs have the same mean logit difference ({self.ld_clean:.4g}); the normalised "
+                "metric would divide by zero — the corruption does not change the answer"
+            )
+
+    def per_row(self, last_logits: Float[Tensor, "rows d_vocab"], prompt_idx: Int[Tensor, " rows"]) -> Float[Tensor, " rows"]:
+        return logit_diff(last_logits, self.correct[prompt_idx], self.wrong[prompt_idx])
+
+    def normalise(self, mean_ld):
+        return (mean_ld - self.ld_corrupted) / (self.ld_clean - self.ld_corrupted)
+
+    def __call__(self, logits: Float[Tensor, "n pos d_vocab"]) -> Float[Tensor, ""]:
+        last = logits[:, -1] if logits.ndim == 3 else logits
+        if last.shape[0] != self.correct.shape[0]:
+            raise ValueError(f"the metric is for {self.correct.shape[0]} prompts, got logits for {last.shape[0]}")
+        return self.normalise(logit_diff(last, self.correct, self.wrong).mean())
+
+
+def last_logits(model, tokens: Int[Tensor, "n pos"], batch_size: int = 32) -> Float[Tensor, "n d_vocab"]:
+    """Logits at the last position (the unembedding is applied to the last position only)."""
+    outs = []
+    with torch.no_grad():
+        for i in range(0, tokens.shape[0], batch_size):
+            resid = model(tokens[i:i + batch_size].to(model.cfg.device), stop_at_layer=model.cfg.n_layers)
+            outs.append(model.unembed(model.ln_final(resid[:, -1:]))[:, 0])
+    return torch.cat(outs, 0)
+
+
+def make_metric(model, task: Task) -> LogitDiffMetric:
+    """Measure the clean and corrupted mean logit differences and build the normalised metric."""
+    lc = logit_diff(last_logits(model, task.clean), task.correct, task.wrong).mean().item()
+    lx = logit_diff(last_logits(model, task.corrupted), task.correct, task.wrong).mean().item()
+    return LogitDiffMetric(task.correct, task.wrong, lc, lx)
+
+
+@dataclass(frozen=True)
+class TaskCheck:
+    """How the model does on a task: top-1 accuracy on clean and corrupted prompts, which prompts
+    it fails (clean top-1 ≠ correct or corrupted top-1 ≠ wrong), and the kept task."""
+
+    task: Task
+    clean_accuracy: float
+    corrupted_accuracy: float
+    n_total: int
+    dropped: Tuple[str, ...]
+    kept: Task
+
+    def summary(self) -> str:
+        return (f"{self.task.name}: clean top-1 accuracy {self.clean_accuracy:.2f}, corrupted {self.corrupted_accuracy:.2f} "
+                f"over {self.n_total} prompts; dropped {len(self.dropped)}; kept {self.kept.n}")
+
+
+def check_task(model, task: Task) -> TaskCheck:
+    """Run clean and corrupted prompts; keep the prompts whose clean top-1 token is the correct
+    answer and whose corrupted top-1 token is the corrupted answer."""
+    clean = last_logits(model, task.clean).argmax(-1).cpu()
+    corr = last_logits(model, task.corrupted).argmax(-1).cpu()
+    ok_clean = clean == task.correct
+    ok_corr = corr == task.wrong
+    keep = torch.nonzero(ok_clean & ok_corr).flatten().tolist()
+    texts = task.clean_prompts or tuple(str(r.tolist()) for r in task.clean)
+    dropped = tuple(texts[i] for i in range(task.n) if i not in keep)
+    if not keep:
+        raise ValueError(f"the model fails every prompt of task '{task.name}' (clean accuracy {ok_clean.float().mean():.2f}); nothing to patch")
+    kept = task.subset(keep, note=f"dropped {len(dropped)} of {task.n} prompts the model fails") if dropped else task
+    return TaskCheck(task, ok_clean.float().mean().item(), ok_corr.float().mean().item(), task.n, dropped, kept)
+
+
+# --------------------------------------------------------------------------- builders
+IOI_TEMPLATES = (
+    "When {A} and {B} went to the store, {S} gave a drink to",
+    "When {A} and {B} went to the park, {S} handed a ball to",
+    "When {A} and {B} arrived at the office, {S} passed a note to",
+    "After {A} and {B} went to the market, {S} gave an apple to",
+    "While {A} and {B} were at the party, {S} sent a message to",
+    "When {A} and {B} got to the house, {S} showed a photo to",
+    "When {A} and {B} sat in the garden, {S} threw a ball to",
+)
+NAMES = ("Mary", "John", "Alice", "Bob", "James", "Sarah", "Tom", "Anna", "David", "Emma", "Michael", "Lisa",
+         "Paul", "Kate", "Mark", "Laura", "Peter", "Susan", "Daniel", "Rachel", "Jane", "Kevin", "Emily", "Jack")
+CAPITALS = {
+    "France": "Paris", "Japan": "Tokyo", "Germany": "Berlin", "Italy": "Rome", "Spain": "Madrid", "China": "Beijing",
+    "Russia": "Moscow", "Egypt": "Cairo", "England": "London", "Greece": "Athens", "Austria": "Vienna",
+    "Ireland": "Dublin", "Norway": "Oslo", "Poland": "Warsaw", "Kenya": "Nairobi", "Peru": "Lima",
+    "Canada": "Ottawa", "Portugal": "Lisbon", "Sweden": "Stockholm", "Cuba": "Havana", "Hungary": "Budapest",
+}
+ANTONYMS = {
+    "hot": "cold", "up": "down", "big": "small", "fast": "slow", "happy": "sad", "good": "bad", "light": "dark",
+    "open": "closed", "high": "low", "left": "right", "black": "white", "rich": "poor", "hard": "soft",
+    "wet": "dry", "early": "late", "strong": "weak", "day": "night", "love": "hate", "true": "false",
+    "full": "empty", "old": "new",
+}
+
+
+def single_token(tokenizer, word: str) -> int:
+    """The id of ``word`` if it is exactly one token (pass the leading space), else a ValueError."""
+    ids = tokenizer(word, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        raise ValueError(f"{word!r} is {len(ids)} tokens {[tokenizer.decode([i]) for i in ids]}, not one")
+    return ids[0]
+
+
+def _single_token_words(tokenizer, words: Sequence[str]) -> List[str]:
+    return [w for w in words if len(tokenizer(" " + w, add_special_tokens=False)["input_ids"]) == 1]
+
+
+def _from_pairs(model, name: str, pairs: Sequence[Tuple[str, str, str, str]], notes: Tuple[str, ...] = ()) -> Task:
+    """``pairs`` = (clean prompt, corrupted prompt, clean answer, corrupted answer); answers carry
+    their leading space. Keeps prompts of the most common token length (and says so)."""
+    tok = model.tokenizer
+    if tok is None:
+        raise ValueError("task builders need a model with a tokenizer (the embedded model)")
+    rows = []
+    for cp, xp, ca, xa in pairs:
+        c = tok(cp, add_special_tokens=False)["input_ids"]
+        x = tok(xp, add_special_tokens=False)["input_ids"]
+        if len(c) != len(x):
+            continue
+        rows.append((cp, xp, c, x, single_token(tok, ca), single_token(tok, xa)))
+    if not rows:
+        raise ValueError(f"task '{name}': no clean/corrupted pair has equal token lengths")
+    lengths = [len(r[2]) for r in rows]
+    common = max(set(lengths), key=lengths.count)
+    kept = [r for r in rows if len(r[2]) == common]
+    if len(kept) < len(pairs):
+        notes = notes + (f"kept {len(kept)} of {len(pairs)} prompts with the common length {common} tokens",)
+    return Task(
+        name=name,
+        clean=torch.tensor([r[2] for r in kept]), corrupted=torch.tensor([r[3] for r in kept]),
+        correct=torch.tensor([r[4] for r in kept]), wrong=torch.tensor([r[5] for r in kept]),
+        clean_prompts=tuple(r[0] for r in kept), corrupted_prompts=tuple(r[1] for r in kept), notes=notes,
+    )
+
+
+def ioi_task(model, n: int = 16, *, seed: int = 0, templates: Sequence[str] = IOI_TEMPLATES) -> Task:
+    """Indirect object identification (Wang et al. 2022). Clean: "When Mary and John went to the
+    store, John gave a drink to" → " Mary" (the indirect object). Corrupted: the same sentence with
+    the second mention replaced by the other name ("..., Mary gave a drink to" → " John"), so the
+    answer flips and the token length is unchanged. Names are those that are single tokens with a
+    leading space in the model's tokenizer."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    names = _single_token_words(model.tokenizer, NAMES)
+    if len(names) < 2:
+        raise ValueError("fewer than two names are single tokens in this tokenizer")
+    rng = random.Random(seed)
+    pairs = []
+    for i in range(n):
+        t = templates[i % len(templates)]
+        io, s = rng.sample(names, 2)
+        a, b = (io, s) if rng.random() < 0.5 else (s, io)
+        pairs.append((t.format(A=a, B=b, S=s), t.format(A=a, B=b, S=io), " " + io, " " + s))
+    return _from_pairs(model, "ioi", pairs)
+
+
+def capital_task(model, n: int = 16, *, seed: int = 0) -> Task:
+    """Factual recall: "The capital of France is" → " Paris"; corrupted with another country
+    ("The capital of Japan is" → " Tokyo"). Countries and capitals are single tokens."""
+    tok = model.tokenizer
+    items = [(c, a) for c, a in CAPITALS.items()
+             if len(tok(" " + c, add_special_tokens=False)["input_ids"]) == 1 and len(tok(" " + a, add_special_tokens=False)["input_ids"]) == 1]
+    rng = random.Random(seed)
+    pairs = []
+    for i in range(n):
+        (c1, a1), (c2, a2) = rng.sample(items, 2)
+        pairs.append((f"The capital of {c1} is", f"The capital of {c2} is", " " + a1, " " + a2))
+    return _from_pairs(model, "capital", pairs)
+
+
+def antonym_task(model, n: int = 16, *, seed: int = 0) -> Task:
+    """Antonyms: "The opposite of hot is" → " cold"; corrupted with another word ("The opposite of
+    up is" → " down"). Words and antonyms are single tokens."""
+    tok = model.tokenizer
+    items = [(w, a) for w, a in ANTONYMS.items()
+             if len(tok(" " + w, add_special_tokens=False)["input_ids"]) == 1 and len(tok(" " + a, add_special_tokens=False)["input_ids"]) == 1]
+    rng = random.Random(seed)
+    pairs = []
+    for i in range(n):
+        (w1, a1), (w2, a2) = rng.sample(items, 2)
+        pairs.append((f"The opposite of {w1} is", f"The opposite of {w2} is", " " + a1, " " + a2))
+    return _from_pairs(model, "antonym", pairs)
+
+
+TASKS = {"ioi": ioi_task, "capital": capital_task, "antonym": antonym_task}
+
+
+def build_task(model, name: str, n: int = 16, *, seed: int = 0) -> Task:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
+    return TASKS[name](model, n, seed=seed)
+
+
+def random_task(d_vocab: int, n: int = 4, seq_len: int = 6, *, seed: int = 0, name: str = "random") -> Task:
+    """A task of random token ids for mechanics tests on a tiny model (no tokenizer): corrupted
+    prompts differ from clean ones at a few positions; answers are random distinct ids."""
+    g = torch.Generator().manual_seed(seed)
+    clean = torch.randint(0, d_vocab, (n, seq_len), generator=g)
+    corrupted = clean.clone()
+    for i in range(n):
+        pos = torch.randperm(seq_len, generator=g)[:2]
+        corrupted[i, pos] = torch.randint(0, d_vocab, (2,), generator=g)
+    correct = torch.randint(0, d_vocab, (n,), generator=g)
+    wrong = (correct + 1 + torch.randint(0, d_vocab - 1, (n,), generator=g)) % d_vocab
+    return Task(name, clean, corrupted, correct, wrong)
+
+
+__all__ = [
+    "ANTONYMS", "CAPITALS", "IOI_TEMPLATES", "LogitDiffMetric", "NAMES", "TASKS", "Task", "TaskCheck", "antonym_task",
+    "build_task", "capital_task", "check_task", "ioi_task", "last_logits", "logit_diff", "make_metric", "random_task",
+    "single_token",
+]
