@@ -17,7 +17,7 @@ NAMED = ("all", "last", "prompt", "generated")
 PositionSpec = Union[str, int, slice, Sequence[int], Tensor, "Positions"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Positions:
     """A validated position spec.
 
@@ -48,7 +48,7 @@ class Positions:
         elif isinstance(s, Tensor):
             if s.dtype != torch.bool or s.ndim not in (1, 2):
                 raise TypeError(f"a mask of positions must be a bool tensor [pos] or [batch, pos], got {s.dtype} of shape {tuple(s.shape)}")
-        elif isinstance(s, (list, tuple)):
+        elif isinstance(s, tuple):
             if not s:
                 raise ValueError("an empty list of positions selects nothing; pass at least one int")
             if not all(isinstance(i, int) and not isinstance(i, bool) for i in s):
@@ -60,13 +60,15 @@ class Positions:
     def parse(cls, spec: PositionSpec) -> "Positions":
         if isinstance(spec, Positions):
             return spec
-        if isinstance(spec, tuple):
-            spec = list(spec)
+        if isinstance(spec, list):
+            spec = tuple(spec)
         return cls(spec)
 
     def __str__(self) -> str:
         if isinstance(self.spec, Tensor):
             return f"mask{tuple(self.spec.shape)}"
+        if isinstance(self.spec, tuple):
+            return str(list(self.spec))
         if isinstance(self.spec, slice):
             s = self.spec
             return f"[{'' if s.start is None else s.start}:{'' if s.stop is None else s.stop}{'' if s.step is None else ':' + str(s.step)}]"
@@ -101,7 +103,7 @@ def resolve_positions(
         return abs_pos >= prompt_len[:, None]  # generated
     if isinstance(s, int):
         return real & _match_index(abs_pos, seq_len, s)
-    if isinstance(s, list):
+    if isinstance(s, tuple):
         mask = torch.zeros_like(real)
         for i in s:
             mask |= _match_index(abs_pos, seq_len, i)

@@ -328,6 +328,8 @@ class HookRegistry:
             yield self
 
     def __enter__(self) -> "HookRegistry":
+        if self._stack is not None:
+            raise RuntimeError("this HookRegistry is already active; nest the work inside the existing 'with' block")
         self._cm = self.active()
         return self._cm.__enter__()
 
@@ -378,12 +380,12 @@ class HookRegistry:
                 return None
             acts = output
             info = self._chunk(acts.shape[0], acts.shape[pos_dim], acts.device)
-            masks: Dict[Positions, Tensor] = {}
+            masks: Dict[int, Tensor] = {}
 
             def mask_for(p: Positions) -> Tensor:
-                if p not in masks:
-                    masks[p] = resolve_positions(p, info.abs_pos, info.seq_len, info.prompt_len)
-                return masks[p]
+                if id(p) not in masks:
+                    masks[id(p)] = resolve_positions(p, info.abs_pos, info.seq_len, info.prompt_len)
+                return masks[id(p)]
 
             def record(probe: _Probe, a: Tensor) -> None:
                 rec = self.records._rec.setdefault(probe.name, _Recorder(probe.reduce))
@@ -404,10 +406,12 @@ class HookRegistry:
                 mask = mask_for(e.positions)
                 if not bool(mask.any()):
                     continue
-                version = acts._version
+                # Inference-mode tensors (TransformerLens' generate) have no version counter.
+                version = None if acts.is_inference() else acts._version
+                ptr = acts.data_ptr()
                 ctx = EditContext(site, mask, info.abs_pos, info.seq_len, info.prompt_len, self._step)
                 new = e.edit(acts, ctx)
-                if acts._version != version:
+                if (version is not None and acts._version != version) or (isinstance(new, Tensor) and new.data_ptr() == ptr):
                     raise RuntimeError(f"steer '{e.name}': its edit changed the activations in place; an edit must return new values")
                 if not isinstance(new, Tensor) or new.shape != acts.shape:
                     got = tuple(new.shape) if isinstance(new, Tensor) else type(new).__name__

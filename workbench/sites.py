@@ -20,14 +20,19 @@ _SHORT = re.compile(r"^(.+)\.(\d+)$")
 
 
 def _stream_from_suffix(suffix: str) -> str:
-    """``hook_resid_post`` -> ``resid_post``; ``attn.hook_z`` -> ``attn.z``."""
+    """``hook_resid_post`` -> ``resid_post``; ``attn.hook_z`` -> ``attn.z``. Hooks nested inside
+    other hooks (SAELens' ``hook_resid_post.hook_sae_acts_post``) keep their exact suffix."""
     parts = suffix.split(".")
+    if any(p.startswith("hook_") for p in parts[:-1]):
+        return suffix
     parts[-1] = parts[-1].removeprefix("hook_")
     return ".".join(parts)
 
 
 def _suffix_from_stream(stream: str) -> str:
     parts = stream.split(".")
+    if any(p.startswith("hook_") for p in parts):
+        return stream
     parts[-1] = "hook_" + parts[-1]
     return ".".join(parts)
 
@@ -42,7 +47,7 @@ class Site:
     def __post_init__(self) -> None:
         if self.layer is not None and (not isinstance(self.layer, int) or isinstance(self.layer, bool) or self.layer < 0):
             raise ValueError(f"Site layer must be a non-negative int or None, got {self.layer!r}")
-        if not isinstance(self.stream, str) or not self.stream or self.stream.startswith("hook_"):
+        if not isinstance(self.stream, str) or not self.stream or (self.stream.startswith("hook_") and "." not in self.stream):
             raise ValueError(
                 f"Site stream must be a stream name such as 'resid_post' or 'attn.z' (without 'hook_'), "
                 f"got {self.stream!r}"
@@ -93,7 +98,8 @@ class Site:
     def check(self, model) -> "Site":
         """Raise ``KeyError`` naming close matches if this site is not a hook of ``model``."""
         hooks = model.hook_dict
-        if self.hook_name in hooks:
+        # A SAELens HookedSAETransformer replaces an attached hook point by the SAE module itself.
+        if self.hook_name in hooks or self.hook_name in getattr(model, "mod_dict", {}):
             return self
         n_layers = model.cfg.n_layers
         if self.layer is not None and self.layer >= n_layers:
