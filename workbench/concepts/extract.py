@@ -1,0 +1,102 @@
+"""Reading activations for many texts through registry probes.
+
+``extract`` tokenises texts in batches (sorted by length, so little padding), registers one probe
+per site with the requested reduction, and runs ``HookRegistry.run``: with only probes enabled the
+forward pass stops right after the deepest requested layer. Positions are absolute and unpadded, so
+the result does not depend on the batch size or on the padding side (tests check this).
+
+SmolLM2 has no BOS token; its first position acts as an attention sink whose residual norm is ~100×
+the others, so ``reduce="mean"`` skips the first ``skip_first`` positions (default 1).
+"""
+
+from typing import Dict, List, Literal, Optional, Sequence, Union
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..registry import HookRegistry
+from ..sites import Site, SiteLike
+from ..tokens import pad_rows, pad_token_id
+
+Reduce = Literal["last", "mean"]
+
+
+def _sites(model, sites: Union[SiteLike, Sequence[SiteLike]]) -> List[Site]:
+    if isinstance(sites, (str, Site)):
+        sites = [sites]
+    out = [Site.parse(s, model) for s in sites]
+    if not out:
+        raise ValueError("extract needs at least one site, e.g. 'resid_post.6'")
+    return out
+
+
+def extract(
+    model,
+    texts: Sequence[str],
+    sites: Union[SiteLike, Sequence[SiteLike]],
+    reduce: Reduce = "last",
+    *,
+    batch_size: int = 16,
+    padding_side: Literal["left", "right"] = "left",
+    skip_first: int = 1,
+    max_tokens: int = 256,
+    progress: bool = True,
+    registry: Optional[HookRegistry] = None,
+) -> Dict[str, Float[Tensor, "n d"]]:
+    """Activations of ``texts`` at each site, one vector per text: ``{site.short: [n_texts, d]}``.
+
+    ``reduce="last"`` keeps the last token; ``reduce="mean"`` averages tokens from position
+    ``skip_first`` on (texts must then have more than ``skip_first`` tokens). Texts longer than
+    ``max_tokens`` raise. Rows come back in the order of ``texts``."""
+    if reduce not in ("last", "mean"):
+        raise ValueError(f"reduce must be 'last' or 'mean', got {reduce!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+    if isinstance(texts, str):
+        texts = [texts]
+    texts = list(texts)
+    if not texts:
+        raise ValueError("extract got no texts")
+    tok = model.tokenizer
+    if tok is None:
+        raise ValueError("extract needs a model with a tokenizer; for token ids use HookRegistry.run directly")
+    site_list = _sites(model, sites)
+    ids = []
+    for i, t in enumerate(texts):
+        if not isinstance(t, str) or not t:
+            raise ValueError(f"text {i} is empty or not a string: {t!r}")
+        row = tok(t, add_special_tokens=False)["input_ids"]
+        if model.cfg.default_prepend_bos and tok.bos_token_id is not None:
+            row = [tok.bos_token_id] + row
+        if len(row) > max_tokens:
+            raise ValueError(f"text {i} has {len(row)} tokens, more than max_tokens={max_tokens}: {t[:50]!r}...")
+        if reduce == "mean" and len(row) <= skip_first:
+            raise ValueError(f"text {i} has {len(row)} token(s); reduce='mean' with skip_first={skip_first} needs more: {t!r}")
+        ids.append(row)
+    positions = "last" if reduce == "last" else slice(skip_first, None)
+    reg = registry if registry is not None else HookRegistry(model)
+    names = [f"_extract:{s.short}" for s in site_list]
+    for name, s in zip(names, site_list):
+        reg.probe(name, s, positions=positions, reduce=reduce, device="cpu")
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    out: Dict[str, List[Tensor]] = {s.short: [] for s in site_list}
+    pad = pad_token_id(model)
+    try:
+        with torch.no_grad(), reg.only(*names):
+            starts = range(0, len(order), batch_size)
+            for start in tqdm(starts, desc="extract", disable=not progress, leave=False):
+                chunk = order[start:start + batch_size]
+                batch = pad_rows([ids[i] for i in chunk], pad, padding_side=padding_side)
+                reg.run(batch)
+                for name, s in zip(names, site_list):
+                    out[s.short].append(reg.records[name].float().clone())
+    finally:
+        for name in names:
+            reg.remove(name)
+    inverse = torch.empty(len(order), dtype=torch.long)
+    inverse[torch.tensor(order)] = torch.arange(len(order))
+    return {k: torch.cat(v, 0)[inverse] for k, v in out.items()}

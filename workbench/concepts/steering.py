@@ -1,0 +1,222 @@
+"""Steering edits built from concept vectors. Each is a pure ``(acts, ctx) -> new acts`` callable
+that plugs into ``HookRegistry.steer(name, site, edit, positions=...)``, so it acts during prompt
+processing and KV-cached generation on exactly the positions the user selects.
+
+- ``AddVector`` (from ``workbench.edits``): ``h ← h + α·v`` (ActAdd, CAA, mean-centring, PCA).
+- ``GCAVEdit``: per-sample, per-position closed form of GCAV (Zhang et al. 2025) — the smallest move
+  along ``v = w/‖w‖`` that brings the probe probability to a target (up to ``p⁺`` or down to ``p⁻``).
+- ``ProjectOut`` (from ``workbench.edits``): directional ablation ``h ← h − r̂ r̂ᵀ h`` (Arditi et al. 2024).
+- ``AblateAndAdd``: ``h ← h − r̂ r̂ᵀ h + α·r`` (ablate, then induce; Arditi et al. 2024).
+- ``ACEEdit``: ``h ← h − r̂ r̂ᵀ (h − μ₀) + α·r`` (Marshall et al. 2024).
+- ``RowGroups``: different edits for different row blocks of one batch (runs many steering
+  conditions in one generation call).
+"""
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal, Sequence, Tuple
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from ..edits import AddVector, EditContext, ProjectOut, check_width
+from .vectors import ConceptVector
+
+
+def _vec(x, name: str) -> Tensor:
+    v = torch.as_tensor(x).detach().float()
+    if v.ndim != 1 or v.numel() == 0 or not torch.isfinite(v).all():
+        raise ValueError(f"{name} must be a finite 1-d vector, got shape {tuple(v.shape)}")
+    return v
+
+
+def _logit(p: float) -> float:
+    return math.log(p) - math.log1p(-p)
+
+
+def gcav_epsilon(
+    h: Float[Tensor, "... d"], w: Float[Tensor, " d"], b: float, target: float, mode: Literal["add", "remove"]
+) -> Float[Tensor, "..."]:
+    """GCAV's per-sample magnitude (Zhang et al. 2025), METHODS.md §1:
+    add: ``ε = max(0, (logit(p⁺) − b − wᵀh)/‖w‖)``; remove: ``ε = max(0, (wᵀh + b − logit(p⁻))/‖w‖)``.
+    Computed in float64 per position."""
+    wd = w.to(h.device, torch.float64)
+    z = h.double() @ wd + b
+    t = _logit(target)
+    gap = (t - z) if mode == "add" else (z - t)
+    return (gap / wd.norm()).clamp_min(0.0)
+
+
+@dataclass(frozen=True)
+class GCAVEdit:
+    """Move each selected activation along ``v = w/‖w‖`` just enough that ``σ(wᵀh + b)`` reaches
+    ``target``: ``mode="add"`` raises it to at least ``target``, ``mode="remove"`` lowers it to at
+    most ``target``; positions already past the target are left unchanged (ε = 0)."""
+
+    w: Tensor
+    b: float
+    target: float
+    mode: Literal["add", "remove"] = "add"
+    _w: Tensor = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        w = _vec(self.w, "GCAVEdit.w")
+        if float(w.norm()) == 0:
+            raise ValueError("GCAVEdit.w is the zero vector")
+        if not 0.0 < float(self.target) < 1.0:
+            raise ValueError(f"GCAVEdit.target must be a probability strictly between 0 and 1, got {self.target!r}")
+        if self.mode not in ("add", "remove"):
+            raise ValueError(f"GCAVEdit.mode must be 'add' or 'remove', got {self.mode!r}")
+        object.__setattr__(self, "_w", w)
+
+    @classmethod
+    def from_vector(cls, vector: ConceptVector, target: float, mode: str = "add") -> "GCAVEdit":
+        if vector.method != "logistic" or vector.bias is None:
+            raise ValueError(f"GCAV needs a logistic ConceptVector with a bias, got method {vector.method!r}")
+        return cls(vector.unit * vector.params["w_norm"], float(vector.bias), target, mode)
+
+    def __call__(self, acts: Tensor, ctx: EditContext) -> Tensor:
+        check_width(self._w, acts, "GCAVEdit.w")
+        eps = gcav_epsilon(acts, self._w, self.b, self.target, self.mode)
+        v = (self._w / self._w.norm()).to(acts.device, torch.float64)
+        sign = 1.0 if self.mode == "add" else -1.0
+        return (acts.double() + sign * eps[..., None] * v).to(acts.dtype)
+
+    def __repr__(self) -> str:
+        return f"GCAVEdit({self.mode} to p={self.target:g}, |w|={self._w.norm():.3g}, b={self.b:.3g})"
+
+
+@dataclass(frozen=True)
+class AblateAndAdd:
+    """``h ← h − r̂ r̂ᵀ h + α·r``: directional ablation followed by inducing ``α·r`` (Arditi et al. 2024;
+    ``α = 0`` is pure ablation)."""
+
+    r: Tensor
+    coeff: float = 0.0
+    _r: Tensor = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        r = _vec(self.r, "AblateAndAdd.r")
+        if float(r.norm()) == 0:
+            raise ValueError("AblateAndAdd.r is the zero vector")
+        object.__setattr__(self, "_r", r)
+
+    def __call__(self, acts: Tensor, ctx: EditContext) -> Tensor:
+        check_width(self._r, acts, "AblateAndAdd.r")
+        r = self._r.to(acts.device, acts.dtype)
+        r_hat = r / r.norm()
+        return acts - (acts @ r_hat)[..., None] * r_hat + self.coeff * r
+
+    def __repr__(self) -> str:
+        return f"AblateAndAdd(|r|={self._r.norm():.3g}, coeff={self.coeff:g})"
+
+
+@dataclass(frozen=True)
+class ACEEdit:
+    """Affine concept editing (Marshall et al. 2024): ``h ← h − r̂ r̂ᵀ (h − μ₀) + α·r``. The component of
+    ``h`` along ``r̂`` is set to that of the reference point ``μ₀``, then ``α·r`` is added."""
+
+    r: Tensor
+    mu0: Tensor
+    coeff: float = 0.0
+    _r: Tensor = field(init=False, repr=False, compare=False)
+    _mu0: Tensor = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        r, mu0 = _vec(self.r, "ACEEdit.r"), _vec(self.mu0, "ACEEdit.mu0")
+        if float(r.norm()) == 0:
+            raise ValueError("ACEEdit.r is the zero vector")
+        if mu0.shape != r.shape:
+            raise ValueError(f"ACEEdit.mu0 has shape {tuple(mu0.shape)} but r has {tuple(r.shape)}")
+        object.__setattr__(self, "_r", r)
+        object.__setattr__(self, "_mu0", mu0)
+
+    @classmethod
+    def from_vector(cls, vector: ConceptVector, coeff: float) -> "ACEEdit":
+        if "mu0" not in vector.extras:
+            raise ValueError("ACE needs a ConceptVector with a reference point (extras['mu0']); fit it with method='ace'")
+        return cls(vector.direction, vector.extras["mu0"], coeff)
+
+    def __call__(self, acts: Tensor, ctx: EditContext) -> Tensor:
+        check_width(self._r, acts, "ACEEdit.r")
+        r = self._r.to(acts.device, acts.dtype)
+        mu0 = self._mu0.to(acts.device, acts.dtype)
+        r_hat = r / r.norm()
+        return acts - ((acts - mu0) @ r_hat)[..., None] * r_hat + self.coeff * r
+
+    def __repr__(self) -> str:
+        return f"ACEEdit(|r|={self._r.norm():.3g}, coeff={self.coeff:g})"
+
+
+@dataclass(frozen=True)
+class RowGroups:
+    """Apply ``edits[i]`` to rows ``[sum(sizes[:i]), sum(sizes[:i+1]))`` of the batch; ``None`` leaves a
+    block unchanged. Lets one generation call run many steering conditions side by side."""
+
+    edits: Tuple
+    sizes: Tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "edits", tuple(self.edits))
+        object.__setattr__(self, "sizes", tuple(int(s) for s in self.sizes))
+        if len(self.edits) != len(self.sizes) or not self.sizes or min(self.sizes) < 1:
+            raise ValueError(f"RowGroups needs one positive size per edit, got {len(self.edits)} edits and sizes {self.sizes}")
+
+    def __call__(self, acts: Tensor, ctx: EditContext) -> Tensor:
+        if acts.shape[0] != sum(self.sizes):
+            raise ValueError(f"RowGroups covers {sum(self.sizes)} rows but the batch has {acts.shape[0]}")
+        out, start = [], 0
+        for edit, n in zip(self.edits, self.sizes):
+            block = acts[start:start + n]
+            if edit is None:
+                out.append(block)
+            else:
+                sub = EditContext(ctx.site, ctx.mask[start:start + n], ctx.abs_pos[start:start + n], ctx.seq_len[start:start + n],
+                                  ctx.prompt_len[start:start + n], ctx.step)
+                out.append(edit(block, sub))
+            start += n
+        return torch.cat(out, 0)
+
+
+Direction = Literal["positive", "negative"]
+
+
+def steering_edit(vector: ConceptVector, strength: float, toward: Direction = "positive", *, scale: str = "mean_diff"):
+    """The edit with which ``vector``'s method steers toward one side, at ``strength``.
+
+    For additive methods the pushed vector is the method's direction rescaled to the norm of the
+    mean difference ``‖μ⁺ − μ⁻‖`` (``scale="mean_diff"``), so one strength means the same push
+    length for every method: ``h ← h ± strength·‖r‖·d̂``. Per method:
+
+    - ``logistic`` (GCAV): ``strength`` is the target probability: add up to ``p⁺ = strength``
+      toward positive, remove down to ``p⁻ = 1 − strength`` toward negative;
+    - ``mean_diff``, ``pca_diff``: ``h ± strength·‖r‖·d̂``;
+    - ``mean_centring``: toward positive ``μ⁺ − μ_all``, toward negative ``μ⁻ − μ_all`` (each rescaled);
+    - ``ablation``: ``h − r̂ r̂ᵀ h ± strength·r``; ``ace``: ``h − r̂ r̂ᵀ (h − μ₀) ± strength·r``.
+    """
+    if toward not in ("positive", "negative"):
+        raise ValueError(f"toward must be 'positive' or 'negative', got {toward!r}")
+    if scale not in ("mean_diff", "raw"):
+        raise ValueError(f"scale must be 'mean_diff' or 'raw', got {scale!r}")
+    sign = 1.0 if toward == "positive" else -1.0
+    m = vector.method
+    r_norm = vector.params.get("mean_diff_norm", float(vector.direction.norm()))
+    if m == "logistic":
+        if not 0.5 < strength < 1.0:
+            raise ValueError(f"GCAV strength is a target probability in (0.5, 1), got {strength}")
+        return GCAVEdit.from_vector(vector, strength if toward == "positive" else 1.0 - strength,
+                                    "add" if toward == "positive" else "remove")
+    if m in ("mean_diff", "pca_diff"):
+        d = vector.unit * r_norm if scale == "mean_diff" else vector.direction
+        return AddVector(d, sign * strength)
+    if m == "mean_centring":
+        d = vector.extras[f"toward_{toward}"]
+        if scale == "mean_diff":
+            d = d / d.norm() * r_norm
+        return AddVector(d, strength)
+    if m == "ablation":
+        return AblateAndAdd(vector.direction, sign * strength)
+    if m == "ace":
+        return ACEEdit.from_vector(vector, sign * strength)
+    raise ValueError(f"no steering edit for method {m!r}")
