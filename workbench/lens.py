@@ -504,3 +504,81 @@ __all__ = [
     "kl_figure", "kl_to_final", "lens_heatmap", "lens_kl_by_layer", "lens_logits", "logit_lens", "read_lens",
     "residuals", "target_curve", "target_ids", "train_tuned_lens",
 ]
+
+
+# --------------------------------------------------------------------------- corpus and the default lens
+SEED_PROMPTS = (
+    "The history of the city", "In the morning, the farmers", "Scientists have discovered that", "The best way to learn",
+    "Once upon a time, there was", "The weather today is", "My favourite book is", "The government announced",
+    "Water is important because", "In the year 1850,", "The recipe calls for", "Football is a sport",
+    "The children walked to school", "Mathematics is the study of", "The old house on the hill", "Music can help",
+    "A good friend is someone who", "The river flows through", "Computers are used to", "The museum opened",
+    "Doctors recommend that", "The train left the station", "Birds build their nests", "The meeting was about",
+)
+
+
+def lens_corpus(model, n_seq: int = 24, seq_len: int = 64, *, seed: int = 0, cache: bool = True,
+                progress: bool = True) -> Int[Tensor, "n_seq seq_len"]:
+    """Offline English text for the tuned lens: the model's own sampled continuations (temperature 1,
+    top-p 0.95) of short, varied English openings, cut to ``seq_len`` tokens. Cached as safetensors
+    (token ids) under the workbench cache. Text the model writes is on its own distribution, which is
+    what the translators are fitted to."""
+    from safetensors.torch import load_file, save_file
+
+    from .models import cache_dir
+
+    if n_seq < 1 or seq_len < 8:
+        raise ValueError(f"need n_seq >= 1 and seq_len >= 8, got {n_seq}, {seq_len}")
+    path = cache_dir() / "tuned_lens" / f"corpus_{(model.cfg.model_name or 'model').replace('/', '_')}_{n_seq}x{seq_len}_s{seed}.safetensors"
+    if cache and path.exists():
+        return load_file(str(path))["tokens"].long()
+    reg = HookRegistry(model)
+    prompts = [SEED_PROMPTS[i % len(SEED_PROMPTS)] for i in range(n_seq)]
+    rows = []
+    for i in range(0, n_seq, 12):
+        gen = reg.generate(prompts[i:i + 12], max_new_tokens=seq_len, temperature=1.0, top_p=0.95, seed=seed + i,
+                           stop_at_eos=False, progress=progress)
+        for b in range(gen.tokens.shape[0]):
+            ids = gen.tokens[b][gen.attention_mask[b].bool()]
+            rows.append(ids[:seq_len])
+    tokens = torch.stack(rows, 0)
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({"tokens": tokens.to(torch.int32).contiguous()}, str(path))
+    return tokens
+
+
+def train_default_tuned_lens(model, *, n_seq: int = 24, seq_len: int = 64, heldout: int = 6,
+                             config: Optional[TunedLensConfig] = None, console=None,
+                             figures: Optional[Union[str, Path]] = None, progress: bool = True):
+    """Build the corpus, cache residuals, train the tuned lens, save it to ``default_tuned_lens_path``,
+    and measure KL to the final layer on held-out sequences for both lenses (figure ``tuned_lens_kl``).
+    Returns (``{"logit": kl, "tuned": kl}``, path)."""
+    from .figures import save_figure
+
+    if not 0 < heldout < n_seq:
+        raise ValueError(f"heldout must be between 1 and n_seq-1, got {heldout} of {n_seq}")
+    config = config or TunedLensConfig(steps=200, tokens_per_step=32, layers_per_step=6, lr=2e-3, max_seconds=240)
+    tokens = lens_corpus(model, n_seq, seq_len, progress=progress)
+    train_resid = cache_residuals(model, tokens[:-heldout], progress=progress)
+    test_resid = cache_residuals(model, tokens[-heldout:], progress=progress)
+    t0 = time.perf_counter()
+    tl, losses = train_tuned_lens(model, train_resid, config, progress=progress)
+    seconds = time.perf_counter() - t0
+    kl = lens_kl_by_layer(model, test_resid, tl)
+    path = default_tuned_lens_path(model)
+    tl.save(path, {"config": asdict(config), "train_tokens": int(train_resid.shape[1]), "heldout_tokens": int(test_resid.shape[1]),
+                   "steps_run": len(losses), "train_seconds": seconds, "final_loss": losses[-1] if losses else None,
+                   "heldout_kl_logit": kl["logit"].tolist(), "heldout_kl_tuned": kl["tuned"].tolist(),
+                   "corpus": f"model-generated continuations of {len(SEED_PROMPTS)} openings, {n_seq}x{seq_len} tokens"})
+    save_figure(kl_figure(kl), "tuned_lens_kl", directory=figures)
+    if console is not None:
+        from rich.table import Table
+
+        t = Table(title=f"KL(final ‖ lens) on {test_resid.shape[1]} held-out tokens (nats); trained {len(losses)} steps in {seconds:.0f} s")
+        for c in ("layer", "logit lens", "tuned lens"):
+            t.add_column(c)
+        for L in range(len(kl["logit"])):
+            t.add_row(str(L), f"{kl['logit'][L]:.3f}", f"{kl['tuned'][L]:.3f}")
+        console.print(t)
+    return kl, path

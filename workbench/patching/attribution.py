@@ -191,13 +191,13 @@ def relp_gradients(
     Returns ``(metric value, {site: activation}, {site: ∂'M/∂activation})`` where ∂' is the plain
     gradient (no rules) or the LRP coefficient (RelP)."""
     reg = HookRegistry(model)
+    if rules.any:  # rules first: a tap at a rewritten site then sees (and differentiates) the rewritten value
+        install_relp_rules(reg, rules)
     taps = {}
     for s in sites:
         reg.probe(f"v:{s}", s, when="before")
         taps[s] = GradTap()
         reg.steer(f"g:{s}", s, taps[s])
-    if rules.any:
-        install_relp_rules(reg, rules)
     with torch.enable_grad():
         logits = reg.run(tokens, need_logits=True)
         m = metric(logits)

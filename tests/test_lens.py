@@ -1,0 +1,117 @@
+"""Logit lens and tuned lens: mechanics on tiny models, one behaviour check on the embedded model."""
+
+import pytest
+import torch
+
+from workbench import AddVector, HookRegistry
+from workbench.lens import (TunedLens, TunedLensConfig, cache_residuals, final_norm, kl_to_final, lens_heatmap,
+                            lens_kl_by_layer, lens_logits, logit_lens, target_curve, target_ids, train_tuned_lens)
+from workbench.models import tiny_model
+
+
+@pytest.mark.parametrize("gated", [True, False])
+def test_final_norm_recomputes_statistics_like_ln_final(gated):
+    m = tiny_model(gated=gated)
+    h = torch.randn(3, 5, m.cfg.d_model) * torch.linspace(0.1, 10, 5)[None, :, None]
+    torch.testing.assert_close(final_norm(m, h), m.ln_final(h), rtol=0, atol=1e-6)
+
+
+def test_last_layer_lens_is_the_model_output_and_kl_zero(tiny):
+    toks = torch.randint(0, 50, (2, 7))
+    res = logit_lens(tiny, toks, targets=[3, 7], k=4)
+    logits = tiny(toks)
+    probs = logits.softmax(-1)
+    assert res.top_ids.shape == (2, tiny.cfg.n_layers, 7, 4)
+    torch.testing.assert_close(res.top_probs[:, -1], probs.topk(4, -1).values, rtol=0, atol=1e-6)
+    torch.testing.assert_close(res.target_probs[:, -1, :, 0], probs[..., 3], rtol=0, atol=1e-6)
+    assert res.kl_to_final[:, -1].abs().max() < 1e-5
+    # ranks: number of tokens strictly more likely
+    assert torch.equal(res.target_ranks[:, -1, :, 1], (probs > probs[..., 7:8]).sum(-1))
+
+
+def test_intermediate_layer_uses_its_own_norm_statistics(tiny):
+    toks = torch.randint(0, 50, (1, 6))
+    _, cache = tiny.run_with_cache(toks)
+    h0 = cache["blocks.0.hook_resid_post"]
+    ref = tiny.unembed(tiny.ln_final(h0))  # TL module recomputes the scale from h0
+    res = logit_lens(tiny, toks, layers=[0], k=3)
+    torch.testing.assert_close(res.top_probs[:, 0], ref.softmax(-1).topk(3, -1).values, rtol=0, atol=1e-6)
+    # and it is not the same as reusing the final layer's cached scale
+    wrong = (h0 / cache["ln_final.hook_scale"]) * tiny.ln_final.w @ tiny.W_U + tiny.b_U
+    assert not torch.allclose(wrong.softmax(-1), ref.softmax(-1), atol=1e-3)
+
+
+def test_lens_of_a_steered_run_changes_only_from_the_steered_layer(tiny):
+    m = tiny_model(n_layers=3)
+    toks = torch.randint(0, 50, (1, 5))
+    target = 11
+    v = m.W_U[:, target]
+    reg = HookRegistry(m).steer("s", "resid_post.1", AddVector(v / v.norm(), 20.0))
+    plain = logit_lens(m, toks, targets=[target])
+    steered = logit_lens(m, toks, targets=[target], registry=reg)
+    torch.testing.assert_close(steered.target_probs[:, 0], plain.target_probs[:, 0])
+    assert (steered.target_probs[0, 1, :, 0] > plain.target_probs[0, 1, :, 0]).all()
+    assert [e for e in reg.describe()["name"]] == ["s"]  # the lens' temporary probes are gone
+    assert not any(h.fwd_hooks for h in m.hook_dict.values())
+
+
+def test_bad_targets_and_layers_raise(tiny):
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        target_ids(tiny, [999])
+    with pytest.raises(ValueError, match="not a layer"):
+        logit_lens(tiny, torch.randint(0, 50, (1, 4)), layers=[7])
+    with pytest.raises(ValueError, match="k must be"):
+        logit_lens(tiny, torch.randint(0, 50, (1, 4)), k=0)
+
+
+def test_tuned_lens_starts_at_logit_lens_trains_and_roundtrips(tmp_path):
+    m = tiny_model(n_layers=3)
+    toks = torch.randint(0, 50, (16, 12), generator=torch.Generator().manual_seed(1))
+    resid = cache_residuals(m, toks, progress=False)
+    assert resid.shape == (3, 16 * 12, m.cfg.d_model)
+    tl = TunedLens.for_model(m)
+    h = resid[0, :5]
+    torch.testing.assert_close(tl.logits(m, h, 0), lens_logits(m, h))  # zero-initialised
+    before = lens_kl_by_layer(m, resid, tl)
+    torch.testing.assert_close(before["tuned"], before["logit"])
+    tl, losses = train_tuned_lens(m, resid, TunedLensConfig(steps=80, tokens_per_step=64, lr=1e-2), progress=False)
+    after = lens_kl_by_layer(m, resid, tl)
+    assert after["tuned"][0] < 0.7 * after["logit"][0]
+    assert after["tuned"][-1] == pytest.approx(0.0, abs=1e-6)
+    path = tl.save(tmp_path / "lens.safetensors", {"note": "test"})
+    back = TunedLens.load(path)
+    torch.testing.assert_close(back.weight, tl.weight.detach())
+    assert (tmp_path / "lens.safetensors.json").exists()
+    res = logit_lens(m, toks[:1], tuned=back)
+    assert res.lens == "tuned"
+
+
+def test_kl_to_final_matches_torch_kl_div():
+    a, b = torch.randn(4, 9), torch.randn(4, 9)
+    ref = torch.nn.functional.kl_div(b.log_softmax(-1), a.log_softmax(-1), log_target=True, reduction="none").sum(-1)
+    torch.testing.assert_close(kl_to_final(a, b), ref)
+
+
+def test_tuned_lens_config_validates():
+    with pytest.raises(ValueError, match="steps"):
+        TunedLensConfig(steps=0)
+    with pytest.raises(ValueError, match="lr"):
+        TunedLensConfig(lr=-1.0)
+
+
+def test_figures_return_plotly(tiny):
+    import plotly.graph_objects as go
+
+    res = logit_lens(tiny, torch.randint(0, 50, (1, 4)), targets=[1, 2])
+    assert isinstance(lens_heatmap(res), go.Figure)
+    fig = target_curve({"a": res, "b": res})
+    assert isinstance(fig, go.Figure) and len(fig.data) == 4
+
+
+@pytest.mark.embedded
+def test_logit_lens_on_embedded_finds_paris_late(embedded):
+    res = logit_lens(embedded, "The capital of France is", targets=[" Paris"], k=3)
+    p = res.target_probs[0, :, -1, 0]
+    assert res.top_tokens[0][-1][-1][0] == " Paris"
+    assert p[-1] > 0.3 and p[:10].max() < p[-1]
+    assert int(res.target_ranks[0, -1, -1, 0]) == 0
