@@ -96,7 +96,7 @@ class ConceptData:
     """A concept's train and held-out test sets, as loaded from one JSONL file."""
 
     train: ConceptSet
-    test: ConceptSet
+    test: Optional[ConceptSet] = None
 
     @property
     def name(self) -> str:
@@ -150,8 +150,11 @@ def load_concept(name: str, *, directory: Union[str, Path, None] = None) -> Conc
             sides[split]["positive" if row["label"] == 1 else "negative"].append(row["text"])
     meta = dict(positive_label=head.get("positive_label", "positive"), negative_label=head.get("negative_label", "negative"),
                 description=head.get("description", ""), provenance=head["provenance"])
-    sets = {s: ConceptSet(head["concept"], v["positive"], v["negative"], bool(paired), **meta) for s, v in sides.items()}
-    return ConceptData(sets["train"], sets["test"])
+    if not sides["train"]["positive"] and not sides["train"]["negative"]:
+        raise ConceptDataError(f"{path} has no training examples")
+    sets = {s: ConceptSet(head["concept"], v["positive"], v["negative"], bool(paired), **meta)
+            for s, v in sides.items() if v["positive"] or v["negative"]}
+    return ConceptData(sets["train"], sets.get("test"))
 
 
 def save_concept(path: Union[str, Path], train: ConceptSet, test: Optional[ConceptSet] = None) -> Path:
