@@ -26,7 +26,6 @@ from torch import Tensor, nn
 
 from .figures import PALETTE, style
 from .registry import HookRegistry
-from .tokens import Batch
 
 _PROBE_PREFIX = "_lens.resid_post."
 
@@ -417,7 +416,7 @@ def train_tuned_lens(
                 lp = lens.logits(model, resid[L, idx], L).log_softmax(-1)
                 loss = (p_target * (target - lp)).sum(-1).mean() / len(layers)
                 loss.backward()
-                total += float(loss)
+                total += loss.item()
         opt.step()
         losses.append(total)
         if config.max_seconds and time.perf_counter() - t0 > config.max_seconds:

@@ -9,7 +9,7 @@ the same run, on the embedded model.
    grids, TransformerLens' (goal: ratio ≤ 1/50); the ratio against our batched sweep is in the note.
 """
 
-from typing import List, Optional
+from typing import List
 
 import torch
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Literal, Optional, Sequence
 
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Int
 from torch import Tensor
 
 from ..edits import EditContext
@@ -31,7 +31,7 @@ STREAMS = ("resid_pre", "attn_out", "mlp_out", "heads_all_pos", "heads_by_pos")
 LAYER_POS_STREAMS = ("resid_pre", "attn_out", "mlp_out")
 
 # The registry site each grid patches.
-_SITE_STREAM = {"resid_pre": "resid_pre", "attn_out": "attn_out", "mlp_out": "mlp_out",
+SITE_STREAM = {"resid_pre": "resid_pre", "attn_out": "attn_out", "mlp_out": "mlp_out",
                 "heads_all_pos": "attn.z", "heads_by_pos": "attn.z"}
 
 
@@ -115,7 +115,7 @@ def activation_patch(
     for L in layers:
         if not 0 <= L < n_layers:
             raise ValueError(f"layer {L} is not a layer of this model (0..{n_layers - 1})")
-    site_stream = _SITE_STREAM[stream]
+    site_stream = SITE_STREAM[stream]
     clean_acts = _record_all(model, clean, {f"c{L}": f"{site_stream}.{L}" for L in layers})
     corr_resid = _record_all(model, corrupted, {f"x{L}": f"resid_pre.{L}" for L in layers if L > 0}) if start_at_layer else {}
     grid = torch.full(_grid_shape(model, stream, n_layers, T), float("nan"))

@@ -35,12 +35,12 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Int
 from torch import Tensor
 
 from ..edits import EditContext
 from ..registry import HookRegistry
-from .activation import STREAMS, _SITE_STREAM, check_stream
+from .activation import SITE_STREAM, check_stream
 from .tasks import LogitDiffMetric, Task
 
 
@@ -236,7 +236,7 @@ def attribution_patch(
     if clean.shape != corrupted.shape or clean.ndim != 2:
         raise ValueError(f"clean and corrupted tokens must be [n, pos] of equal shape, got {tuple(clean.shape)} and {tuple(corrupted.shape)}")
     n_layers = model.cfg.n_layers
-    site_names = sorted({f"{_SITE_STREAM[s]}.{L}" for s in streams for L in range(n_layers)})
+    site_names = sorted({f"{SITE_STREAM[s]}.{L}" for s in streams for L in range(n_layers)})
     reg = HookRegistry(model)
     for s in site_names:
         reg.probe(s, s)
@@ -248,7 +248,7 @@ def attribution_patch(
     for stream in streams:
         rows = []
         for L in range(n_layers):
-            s = f"{_SITE_STREAM[stream]}.{L}"
+            s = f"{SITE_STREAM[stream]}.{L}"
             rows.append(_reduce(stream, (clean_vals[s] - corr_vals[s]) * grads[s]))
         out[stream] = torch.stack(rows, 0)
     return out

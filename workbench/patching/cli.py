@@ -30,8 +30,6 @@ def lens(
     figures: Optional[str] = typer.Option(None, help="figure directory (default: figures/)"),
 ) -> None:
     """Logit lens (and tuned lens) of a prompt: top token per layer, target probabilities, figures."""
-    import torch
-
     from ..edits import AddVector
     from ..figures import save_figure
     from ..lens import (TunedLens, default_tuned_lens_path, lens_heatmap, logit_lens, target_curve, target_ids)
@@ -79,7 +77,6 @@ def lens(
     if targets:
         w = save_figure(target_curve(runs), "logit_lens_targets", directory=_figdir(figures))
         console.print(f"figure: {w['html']}")
-    _ = torch
 
 
 def patch(

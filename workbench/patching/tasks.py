@@ -16,7 +16,7 @@ has no BOS token). ``check_task`` runs the model, reports clean accuracy and dro
 
 import random
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from jaxtyping import Float, Int
