@@ -260,17 +260,32 @@ def ioi_task(model, n: int = 16, *, seed: int = 0, templates: Sequence[str] = IO
     return _from_pairs(model, "ioi", pairs)
 
 
+def _distinct_pairs(items: Sequence, n: int, seed: int) -> List[tuple]:
+    """``n`` (clean item, corrupted item) pairs: clean items without repeats (cycling through a
+    shuffled list when ``n`` exceeds it), each with a different random partner."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    if len(items) < 2:
+        raise ValueError("need at least two items whose words are single tokens")
+    rng = random.Random(seed)
+    order = list(items)
+    rng.shuffle(order)
+    out = []
+    for i in range(n):
+        first = order[i % len(order)]
+        second = rng.choice([x for x in items if x != first])
+        out.append((first, second))
+    return out
+
+
 def capital_task(model, n: int = 16, *, seed: int = 0) -> Task:
     """Factual recall: "The capital of France is" → " Paris"; corrupted with another country
     ("The capital of Japan is" → " Tokyo"). Countries and capitals are single tokens."""
     tok = model.tokenizer
     items = [(c, a) for c, a in CAPITALS.items()
              if len(tok(" " + c, add_special_tokens=False)["input_ids"]) == 1 and len(tok(" " + a, add_special_tokens=False)["input_ids"]) == 1]
-    rng = random.Random(seed)
-    pairs = []
-    for i in range(n):
-        (c1, a1), (c2, a2) = rng.sample(items, 2)
-        pairs.append((f"The capital of {c1} is", f"The capital of {c2} is", " " + a1, " " + a2))
+    pairs = [(f"The capital of {c1} is", f"The capital of {c2} is", " " + a1, " " + a2)
+             for (c1, a1), (c2, a2) in _distinct_pairs(items, n, seed)]
     return _from_pairs(model, "capital", pairs)
 
 
@@ -280,11 +295,8 @@ def antonym_task(model, n: int = 16, *, seed: int = 0) -> Task:
     tok = model.tokenizer
     items = [(w, a) for w, a in ANTONYMS.items()
              if len(tok(" " + w, add_special_tokens=False)["input_ids"]) == 1 and len(tok(" " + a, add_special_tokens=False)["input_ids"]) == 1]
-    rng = random.Random(seed)
-    pairs = []
-    for i in range(n):
-        (w1, a1), (w2, a2) = rng.sample(items, 2)
-        pairs.append((f"The opposite of {w1} is", f"The opposite of {w2} is", " " + a1, " " + a2))
+    pairs = [(f"The opposite of {w1} is", f"The opposite of {w2} is", " " + a1, " " + a2)
+             for (w1, a1), (w2, a2) in _distinct_pairs(items, n, seed)]
     return _from_pairs(model, "antonym", pairs)
 
 
