@@ -74,8 +74,12 @@ def test_gcav_acts_on_generated_tokens(tiny):
 def test_gcav_rejects_bad_targets():
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
         GCAVEdit(torch.ones(4), 0.0, 1.0)
+    with pytest.raises(ValueError, match="exactly one"):
+        GCAVEdit(torch.ones(4), 0.0, 0.9, target_logit=3.0)
     with pytest.raises(ValueError, match="mode"):
         GCAVEdit(torch.ones(4), 0.0, 0.9, "push")
+    edit = GCAVEdit(torch.tensor([2.0, 0.0]), 1.0, target_logit=41.0)  # p = 1 - 1.6e-18: only a logit can say it
+    assert edit(torch.zeros(1, 1, 2), None)[0, 0, 0].item() == pytest.approx(20.0)
 
 
 def test_ablation_and_ace_edits_set_the_component(tiny):
@@ -135,9 +139,14 @@ def test_steering_edit_per_method():
             side = float(push @ (pos.mean(0) - neg.mean(0)))
             assert (side > 0) == (toward == "positive")
     lg = fit_vector("logistic", site, pos, neg)
-    assert isinstance(steering_edit(lg, 0.99, "negative"), GCAVEdit)
-    assert steering_edit(lg, 0.99, "negative").target == pytest.approx(0.01)
-    with pytest.raises(ValueError, match="target probability"):
-        steering_edit(lg, 4.0)
+    e = steering_edit(lg, 2.0, "negative")
+    assert isinstance(e, GCAVEdit) and e.mode == "remove"
+    assert e.target_logit == pytest.approx(-2.0 * lg.params["w_norm"] * r_norm)
+    # a token on the boundary ends up 2·‖r‖ past it along v
+    h0 = (-lg.bias / lg.params["w_norm"]) * lg.unit
+    moved = e(h0[None, None], None)[0, 0]
+    assert float((moved - h0) @ lg.unit) == pytest.approx(-2.0 * r_norm, rel=1e-4)
+    with pytest.raises(ValueError, match="must be > 0"):
+        steering_edit(lg, -1.0)
     with pytest.raises(ValueError, match="toward"):
         steering_edit(lg, 0.9, "up")

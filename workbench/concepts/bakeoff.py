@@ -21,21 +21,20 @@ from .evaluate import NEUTRAL_PROMPTS, steering_sweep
 from .extract import extract
 from .vectors import METHODS, ConceptVector, fit_vector
 
-ADDITIVE_GRID = (2.0, 4.0, 8.0)
-GCAV_GRID = (0.99, 0.9999, 0.999999)
+GRID = (4.0, 8.0, 12.0)
 
 
 @dataclass(frozen=True)
 class BakeoffConfig:
-    """Everything that must be the same for every method. ``grid`` is in units of ‖μ⁺ − μ⁻‖ (push
-    length / mean-difference length); GCAV uses ``gcav_grid`` (target probabilities)."""
+    """Everything that must be the same for every method. ``grid`` is in units of ‖μ⁺ − μ⁻‖: the push
+    length for additive methods, the added ``±strength·r`` for ablation/ACE, and for GCAV the distance
+    past the probe's boundary that each token is moved to (``steering_edit``)."""
 
     concept: str = "sentiment"
     layer: int = 8
     stream: str = "resid_post"
     methods: Tuple[str, ...] = METHODS
-    grid: Tuple[float, ...] = ADDITIVE_GRID
-    gcav_grid: Tuple[float, ...] = GCAV_GRID
+    grid: Tuple[float, ...] = GRID
     toward: Tuple[str, ...] = ("positive", "negative")
     n_train: int = 200
     n_pool: int = 100
@@ -53,8 +52,6 @@ class BakeoffConfig:
             raise ValueError(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
         if not self.grid or min(self.grid) <= 0:
             raise ValueError(f"grid must hold positive strengths, got {self.grid}")
-        if not self.gcav_grid or not all(0.5 < p < 1 for p in self.gcav_grid):
-            raise ValueError(f"gcav_grid must hold target probabilities in (0.5, 1), got {self.gcav_grid}")
         if not self.toward or set(self.toward) - {"positive", "negative"}:
             raise ValueError(f"toward must be a non-empty subset of ('positive', 'negative'), got {self.toward}")
         for k in ("n_train", "n_pool", "n_prompts", "max_new_tokens"):
@@ -69,9 +66,6 @@ class BakeoffConfig:
     def site(self) -> Site:
         return Site(self.layer, self.stream)
 
-    @property
-    def grids(self) -> Dict[str, Tuple[float, ...]]:
-        return {m: (self.gcav_grid if m == "logistic" else self.grid) for m in self.methods}
 
     @classmethod
     def for_budget(cls, budget: Optional[str] = None, **overrides) -> "BakeoffConfig":
@@ -80,7 +74,7 @@ class BakeoffConfig:
         if budget not in ("small", "full"):
             raise ValueError(f"budget must be 'small' or 'full', got {budget!r}")
         if budget == "small":
-            small = dict(n_train=40, n_pool=20, n_prompts=4, max_new_tokens=8, grid=(4.0,), gcav_grid=(0.9999,))
+            small = dict(n_train=40, n_pool=20, n_prompts=4, max_new_tokens=8, grid=(8.0,))
             small.update(overrides)
             return cls(**small)
         return cls(**overrides)
@@ -159,7 +153,7 @@ def run_bakeoff(model, config: BakeoffConfig, *, progress: bool = True) -> Bakeo
 
     start = time.perf_counter()
     vectors = fit_methods(model, config, progress=progress)
-    sweep = steering_sweep(model, list(vectors.values()), config.grids, concept=config.concept, toward=config.toward,
+    sweep = steering_sweep(model, list(vectors.values()), config.grid, concept=config.concept, toward=config.toward,
                            prompts=NEUTRAL_PROMPTS[:config.n_prompts], max_new_tokens=config.max_new_tokens,
                            positions=config.positions, seed=config.seed, progress=progress)
     summary, winner = summarize(sweep.table, max_ratio=config.max_ratio)

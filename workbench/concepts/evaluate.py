@@ -198,7 +198,7 @@ def steering_sweep(
 ) -> SweepResult:
     """Run a coefficient grid for one or more concept vectors (all at the same site) over a fixed set
     of neutral prompts with a fixed seed. ``coefficients`` is one grid for every method or a dict
-    ``{method: grid}`` (GCAV's grid is target probabilities). Returns a tidy table
+    ``{method: grid}`` (strengths as in ``steering_edit``). Returns a tidy table
     (method, toward, strength, success, perplexity, perplexity_ratio, kl, distinct, n, judge) and
     dose-response figures."""
     from .plots import dose_response_figure

@@ -9,7 +9,7 @@ from plotly.subplots import make_subplots
 from ..figures import PALETTE, style
 
 METHOD_LABELS = {
-    "logistic": "Logistic CAV (GCAV target p)", "mean_diff": "Mean difference (CAA)", "mean_centring": "Mean-centring",
+    "logistic": "Logistic CAV + GCAV", "mean_diff": "Mean difference (CAA)", "mean_centring": "Mean-centring",
     "pca_diff": "PCA of differences", "ablation": "Ablate + add (Arditi)", "ace": "ACE (affine)",
 }
 
@@ -33,15 +33,13 @@ def layer_accuracy_figure(sweep: pd.DataFrame, *, title: str = "Held-out probe a
 
 
 def dose_response_figure(table: pd.DataFrame, *, title: str = "Dose-response") -> go.Figure:
-    """Success and perplexity ratio against strength, one line per (method, direction). GCAV's strength
-    is a target probability, so its x values are shown as −log10(1 − p)."""
-    import numpy as np
-
+    """Success and perplexity ratio against strength (in units of ‖μ⁺ − μ⁻‖), one line per (method,
+    direction); dashed lines steer toward the negative side."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("concept success (judge)", "perplexity / unsteered"))
     base = table[table["method"] == "none"]
     for (method, toward), sub in table[table["method"] != "none"].groupby(["method", "toward"], sort=False):
         sub = sub.sort_values("strength")
-        x = -np.log10(1 - sub["strength"]) if method == "logistic" else sub["strength"]
+        x = sub["strength"]
         dash = "solid" if toward == "positive" else "dash"
         name = f"{METHOD_LABELS.get(method, method)} → {toward}"
         for col, y in ((1, sub["success"]), (2, sub["perplexity_ratio"])):
@@ -52,7 +50,7 @@ def dose_response_figure(table: pd.DataFrame, *, title: str = "Dose-response") -
                       annotation_text="unsteered")
         fig.add_hline(y=2.0, line_dash="dot", line_color="#D55E00", row=1, col=2, annotation_text="2× unsteered")
     style(fig, title=title, width=1100, height=480)
-    fig.update_xaxes(title_text="strength (×‖μ⁺−μ⁻‖; GCAV: −log10(1−p))")
+    fig.update_xaxes(title_text="strength (× ‖μ⁺ − μ⁻‖)")
     fig.update_yaxes(title_text="share of completions judged positive", range=[-0.02, 1.02], row=1, col=1)
     fig.update_yaxes(title_text="perplexity ratio", type="log", row=1, col=2)
     return fig

@@ -14,7 +14,7 @@ processing and KV-cached generation on exactly the positions the user selects.
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal, Sequence, Tuple
+from typing import Literal, Optional, Sequence, Tuple
 
 import torch
 from jaxtyping import Float
@@ -36,14 +36,15 @@ def _logit(p: float) -> float:
 
 
 def gcav_epsilon(
-    h: Float[Tensor, "... d"], w: Float[Tensor, " d"], b: float, target: float, mode: Literal["add", "remove"]
+    h: Float[Tensor, "... d"], w: Float[Tensor, " d"], b: float, target: float, mode: Literal["add", "remove"],
+    *, logit: bool = False,
 ) -> Float[Tensor, "..."]:
     """GCAV's per-sample magnitude (Zhang et al. 2025), METHODS.md §1:
     add: ``ε = max(0, (logit(p⁺) − b − wᵀh)/‖w‖)``; remove: ``ε = max(0, (wᵀh + b − logit(p⁻))/‖w‖)``.
-    Computed in float64 per position."""
+    Computed in float64 per position; ``logit=True`` means ``target`` is already a logit."""
     wd = w.to(h.device, torch.float64)
     z = h.double() @ wd + b
-    t = _logit(target)
+    t = float(target) if logit else _logit(target)
     gap = (t - z) if mode == "add" else (z - t)
     return (gap / wd.norm()).clamp_min(0.0)
 
@@ -52,39 +53,48 @@ def gcav_epsilon(
 class GCAVEdit:
     """Move each selected activation along ``v = w/‖w‖`` just enough that ``σ(wᵀh + b)`` reaches
     ``target``: ``mode="add"`` raises it to at least ``target``, ``mode="remove"`` lowers it to at
-    most ``target``; positions already past the target are left unchanged (ε = 0)."""
+    most ``target``; positions already past the target are left unchanged (ε = 0). The target can be
+    given as a logit instead (``target_logit``), for targets too close to 0 or 1 for a float."""
 
     w: Tensor
     b: float
-    target: float
+    target: Optional[float] = None
     mode: Literal["add", "remove"] = "add"
+    target_logit: Optional[float] = None
     _w: Tensor = field(init=False, repr=False, compare=False)
+    _z: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         w = _vec(self.w, "GCAVEdit.w")
         if float(w.norm()) == 0:
             raise ValueError("GCAVEdit.w is the zero vector")
-        if not 0.0 < float(self.target) < 1.0:
+        if (self.target is None) == (self.target_logit is None):
+            raise ValueError("give GCAVEdit exactly one of target (a probability) or target_logit")
+        if self.target is not None and not 0.0 < float(self.target) < 1.0:
             raise ValueError(f"GCAVEdit.target must be a probability strictly between 0 and 1, got {self.target!r}")
+        if self.target_logit is not None and not math.isfinite(self.target_logit):
+            raise ValueError(f"GCAVEdit.target_logit must be finite, got {self.target_logit!r}")
         if self.mode not in ("add", "remove"):
             raise ValueError(f"GCAVEdit.mode must be 'add' or 'remove', got {self.mode!r}")
         object.__setattr__(self, "_w", w)
+        object.__setattr__(self, "_z", _logit(float(self.target)) if self.target is not None else float(self.target_logit))
 
     @classmethod
-    def from_vector(cls, vector: ConceptVector, target: float, mode: str = "add") -> "GCAVEdit":
+    def from_vector(cls, vector: ConceptVector, target: Optional[float] = None, mode: str = "add", *,
+                    target_logit: Optional[float] = None) -> "GCAVEdit":
         if vector.method != "logistic" or vector.bias is None:
             raise ValueError(f"GCAV needs a logistic ConceptVector with a bias, got method {vector.method!r}")
-        return cls(vector.unit * vector.params["w_norm"], float(vector.bias), target, mode)
+        return cls(vector.unit * vector.params["w_norm"], float(vector.bias), target, mode, target_logit)
 
     def __call__(self, acts: Tensor, ctx: EditContext) -> Tensor:
         check_width(self._w, acts, "GCAVEdit.w")
-        eps = gcav_epsilon(acts, self._w, self.b, self.target, self.mode)
+        eps = gcav_epsilon(acts, self._w, self.b, self._z, self.mode, logit=True)
         v = (self._w / self._w.norm()).to(acts.device, torch.float64)
         sign = 1.0 if self.mode == "add" else -1.0
         return (acts.double() + sign * eps[..., None] * v).to(acts.dtype)
 
     def __repr__(self) -> str:
-        return f"GCAVEdit({self.mode} to p={self.target:g}, |w|={self._w.norm():.3g}, b={self.b:.3g})"
+        return f"GCAVEdit({self.mode} to logit {self._z:.3g}, |w|={self._w.norm():.3g}, b={self.b:.3g})"
 
 
 @dataclass(frozen=True)
@@ -189,8 +199,8 @@ def steering_edit(vector: ConceptVector, strength: float, toward: Direction = "p
     mean difference ``‖μ⁺ − μ⁻‖`` (``scale="mean_diff"``), so one strength means the same push
     length for every method: ``h ← h ± strength·‖r‖·d̂``. Per method:
 
-    - ``logistic`` (GCAV): ``strength`` is the target probability: add up to ``p⁺ = strength``
-      toward positive, remove down to ``p⁻ = 1 − strength`` toward negative;
+    - ``logistic`` (GCAV): the target logit is ``±strength·‖w‖·‖r‖``, i.e. every selected token is moved
+      (only if needed) until it lies ``strength·‖r‖`` past the probe's decision boundary along ``v``;
     - ``mean_diff``, ``pca_diff``: ``h ± strength·‖r‖·d̂``;
     - ``mean_centring``: toward positive ``μ⁺ − μ_all``, toward negative ``μ⁻ − μ_all`` (each rescaled);
     - ``ablation``: ``h − r̂ r̂ᵀ h ± strength·r``; ``ace``: ``h − r̂ r̂ᵀ (h − μ₀) ± strength·r``.
@@ -203,10 +213,11 @@ def steering_edit(vector: ConceptVector, strength: float, toward: Direction = "p
     m = vector.method
     r_norm = vector.params.get("mean_diff_norm", float(vector.direction.norm()))
     if m == "logistic":
-        if not 0.5 < strength < 1.0:
-            raise ValueError(f"GCAV strength is a target probability in (0.5, 1), got {strength}")
-        return GCAVEdit.from_vector(vector, strength if toward == "positive" else 1.0 - strength,
-                                    "add" if toward == "positive" else "remove")
+        if strength <= 0:
+            raise ValueError(f"GCAV strength must be > 0 (target logit = strength·‖w‖·‖r‖), got {strength}")
+        z = strength * vector.params["w_norm"] * r_norm
+        return GCAVEdit.from_vector(vector, None, "add" if toward == "positive" else "remove",
+                                    target_logit=z if toward == "positive" else -z)
     if m in ("mean_diff", "pca_diff"):
         d = vector.unit * r_norm if scale == "mean_diff" else vector.direction
         return AddVector(d, sign * strength)

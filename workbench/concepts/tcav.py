@@ -37,16 +37,20 @@ class _GradientTap:
 
 
 def class_gradients(
-    model, texts: Sequence[str], site: SiteLike, target_token: Union[int, str], *, positions: PositionSpec = "all",
+    model, inputs: Union[Sequence[str], Tensor], site: SiteLike, target_token: Union[int, str], *, positions: PositionSpec = "all",
     batch_size: int = 8,
 ) -> Float[Tensor, "n d"]:
     """``Σ_t ∇_{h_t} logit_k(last position)`` for each text, summed over the selected positions ``t``
-    of ``site`` (``[n_texts, d_model]``). ``target_token`` is a token id or a string that must be one token."""
+    of ``site`` (``[n_inputs, d_model]``). ``inputs`` are texts (left-padded in batches) or a token-id
+    tensor ``[n, pos]``; ``target_token`` is a token id or a string that must be one token."""
     site = Site.parse(site, model)
     k = _token_id(model, target_token)
     out = []
-    for start in range(0, len(texts), batch_size):
-        chunk = list(texts[start:start + batch_size])
+    if len(inputs) == 0:
+        raise ValueError("class_gradients got no inputs")
+    for start in range(0, len(inputs), batch_size):
+        chunk = inputs[start:start + batch_size]
+        chunk = chunk if isinstance(chunk, Tensor) else list(chunk)
         tap = _GradientTap()
         reg = HookRegistry(model)
         reg.steer("_tcav_tap", site, tap, positions=positions)

@@ -1,0 +1,188 @@
+"""``workbench concepts fit|steer|compare`` and ``workbench bench concepts``."""
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Concept vectors: fit probes and vectors, steer, run the steering bake-off.", no_args_is_help=True)
+console = Console()
+
+
+def _parse_layers(spec: str, n_layers: int) -> List[int]:
+    """``"0-29"``, ``"4,8,12"`` or ``"2-20:2"`` (every 2nd)."""
+    try:
+        if "-" in spec:
+            rng, _, step = spec.partition(":")
+            a, b = (int(x) for x in rng.split("-"))
+            layers = list(range(a, b + 1, int(step) if step else 1))
+        else:
+            layers = [int(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"layers must look like '0-29', '2-20:2' or '4,8,12', got {spec!r}") from None
+    bad = [layer for layer in layers if not 0 <= layer < n_layers]
+    if not layers or bad:
+        raise typer.BadParameter(f"layers {bad or spec} are outside 0..{n_layers - 1}")
+    return layers
+
+
+@app.command()
+def fit(
+    concept: List[str] = typer.Option(["sentiment"], "--concept", "-c", help="concept name(s) in workbench/data"),
+    layers: str = typer.Option("0-29", help="layers to sweep the probe over: '0-29', '2-20:2' or '4,8,12'"),
+    layer: Optional[int] = typer.Option(None, help="layer to fit the vectors at (default: the best probe layer)"),
+    reduce: str = typer.Option("mean", help="'mean' (tokens after the first) or 'last'"),
+    n_train: int = typer.Option(200, help="training pairs per concept"),
+    out: Path = typer.Option(Path("vectors"), help="directory for the vectors (safetensors + JSON)"),
+    figures: Path = typer.Option(Path("figures"), help="directory for the layer-sweep figure and table"),
+) -> None:
+    """Sweep logistic probes over layers (held-out accuracy), then fit and save all six vectors."""
+    import pandas as pd
+
+    from ..figures import save_figure
+    from ..models import load_model
+    from ..sites import Site
+    from .bakeoff import pool_activations
+    from .data import load_concept
+    from .extract import extract
+    from .plots import layer_accuracy_figure
+    from .vectors import METHODS, best_layer, fit_vector, layer_sweep
+
+    model = load_model()
+    layer_list = _parse_layers(layers, model.cfg.n_layers)
+    sweeps = []
+    summary = Table(title="logistic probe, held-out accuracy")
+    for col in ("concept", "best layer", "held-out acc.", "vectors fitted at", "saved to"):
+        summary.add_column(col)
+    for name in concept:
+        data = load_concept(name)
+        if data.test is None:
+            raise typer.BadParameter(f"concept {name!r} has no held-out split; the layer sweep needs one")
+        train, test = data.train.head(n_train), data.test
+        sites = [f"resid_post.{layer_}" for layer_ in layer_list]
+        console.print(f"[bold]{name}[/]: extracting {len(train)} + {len(test)} texts at {len(sites)} layers")
+        tr, te = extract(model, train.texts, sites, reduce), extract(model, test.texts, sites, reduce)
+        n, k = len(train.positive), len(test.positive)
+        sweep = layer_sweep({s: (tr[s][:n], tr[s][n:]) for s in sites}, {s: (te[s][:k], te[s][k:]) for s in sites}, concept=name)
+        sweeps.append(sweep)
+        best = best_layer(sweep)
+        site = Site.parse(f"resid_post.{layer}") if layer is not None else Site.parse(best)
+        if site.short in tr:
+            acts = tr[site.short]
+        else:
+            acts = extract(model, train.texts, site, reduce)[site.short]
+        pool = pool_activations(model, site, 100, reduce)
+        target = out / name
+        for method in METHODS:
+            vec = fit_vector(method, site, acts[:n], acts[n:], all_training=pool, concept=name,
+                             extra_params={"reduce": reduce, "n_train": n, "layer": site.layer})
+            vec.save(target / f"{method}_{site.short}")
+        acc = float(sweep.loc[sweep["site"] == best, "test_accuracy"].iloc[0])
+        summary.add_row(name, best, f"{acc:.3f}", site.short, str(target))
+    table = pd.concat(sweeps, ignore_index=True)
+    figures.mkdir(parents=True, exist_ok=True)
+    table.to_csv(figures / "concepts_probe_accuracy_by_layer.csv", index=False)
+    save_figure(layer_accuracy_figure(table), "concepts_probe_accuracy_by_layer", directory=figures)
+    console.print(summary)
+
+
+@app.command()
+def steer(
+    vector: Path = typer.Argument(..., help="a saved ConceptVector (path stem, .json or .safetensors)"),
+    strength: float = typer.Option(8.0, help="strength in units of ‖μ⁺ − μ⁻‖ (see steering_edit)"),
+    toward: str = typer.Option("positive", help="'positive' or 'negative'"),
+    prompt: List[str] = typer.Option([], "--prompt", "-p", help="prompt(s); default: 6 neutral prompts"),
+    max_new_tokens: int = typer.Option(24, help="tokens to generate"),
+    positions: str = typer.Option("all", help="positions to steer: all | prompt | generated | last"),
+) -> None:
+    """Print unsteered and steered completions side by side, with the independent judge's verdict."""
+    from ..models import load_model
+    from ..registry import HookRegistry
+    from .evaluate import NEUTRAL_PROMPTS
+    from .judges import JUDGES
+    from .steering import steering_edit
+    from .vectors import ConceptVector
+
+    if toward not in ("positive", "negative"):
+        raise typer.BadParameter(f"toward must be 'positive' or 'negative', got {toward!r}")
+    vec = ConceptVector.load(vector)
+    prompts = list(prompt) or list(NEUTRAL_PROMPTS[:6])
+    model = load_model()
+    reg = HookRegistry(model)
+    plain = reg.generate(prompts, max_new_tokens=max_new_tokens)
+    reg.steer("concept", vec.site, steering_edit(vec, strength, toward), positions=positions)
+    steered = reg.generate(prompts, max_new_tokens=max_new_tokens)
+    judge = JUDGES.get(vec.concept)
+    t = Table(title=f"{vec.concept or 'concept'} · {vec.method} at {vec.site.short} · {toward} × {strength:g}", show_lines=True)
+    t.add_column("prompt", style="bold")
+    t.add_column("unsteered")
+    t.add_column(f"steered toward {toward}")
+    for p, a, b in zip(prompts, plain.completions, steered.completions):
+        if judge is not None:
+            a, b = f"{a}\n[dim]{judge.name}: {judge.score(a):+.2f}[/]", f"{b}\n[dim]{judge.name}: {judge.score(b):+.2f}[/]"
+        t.add_row(p, a, b)
+    console.print(t)
+
+
+@app.command()
+def compare(
+    concept: str = typer.Option("sentiment", help="concept to steer"),
+    layer: int = typer.Option(6, help="resid_post layer shared by every method"),
+    budget: str = typer.Option("full", help="'full' or 'small' (a tiny run)"),
+    grid: Optional[str] = typer.Option(None, help="strengths, e.g. '4,8,12' (units of ‖μ⁺ − μ⁻‖)"),
+    prompts: Optional[int] = typer.Option(None, help="number of neutral prompts"),
+    max_new_tokens: Optional[int] = typer.Option(None, help="tokens per completion"),
+    toward: str = typer.Option("both", help="'both', 'positive' or 'negative'"),
+    out: Path = typer.Option(Path("figures"), help="directory for the table, summary and figures"),
+) -> None:
+    """The bake-off: every method on the same concept, layer, prompts and grid; writes figures/ and CSV."""
+    from ..models import load_model
+    from .bakeoff import BakeoffConfig, run_bakeoff, save_bakeoff
+
+    over = {"concept": concept, "layer": layer}
+    if grid:
+        try:
+            over["grid"] = tuple(float(x) for x in grid.split(","))
+        except ValueError:
+            raise typer.BadParameter(f"grid must be comma-separated numbers, got {grid!r}") from None
+    if prompts:
+        over["n_prompts"] = prompts
+    if max_new_tokens:
+        over["max_new_tokens"] = max_new_tokens
+    if toward not in ("both", "positive", "negative"):
+        raise typer.BadParameter(f"toward must be 'both', 'positive' or 'negative', got {toward!r}")
+    if toward != "both":
+        over["toward"] = (toward,)
+    config = BakeoffConfig.for_budget(budget, **over)
+    result = run_bakeoff(load_model(), config)
+    paths = save_bakeoff(result, out)
+    print_summary(result)
+    console.print(f"wrote {', '.join(paths.values())}")
+
+
+def print_summary(result) -> None:
+    s = result.summary
+    t = Table(title=f"bake-off: {result.config.concept} at {result.config.site.short} — winner: {result.winner} "
+                    f"({result.seconds:.0f} s)")
+    cols = ["method", "unsteered_success", "positive_success", "positive_strength", "positive_ppl_ratio",
+            "negative_success", "negative_strength", "negative_ppl_ratio", "controllable_range"]
+    cols = [c for c in cols if c in s.columns]
+    for c in cols:
+        t.add_column(c.replace("_", " "))
+    for _, row in s.iterrows():
+        t.add_row(*[row[c] if isinstance(row[c], str) else f"{row[c]:.3g}" for c in cols])
+    console.print(t)
+
+
+def bench_command(
+    n_texts: int = typer.Option(64, help="texts to extract"),
+    layer: int = typer.Option(8, help="site resid_post.<layer> to extract"),
+    repeats: int = typer.Option(2, help="timed repeats (median)"),
+    bakeoff_budget: str = typer.Option("small", help="bake-off budget to time: 'small' or 'full'"),
+) -> None:
+    """Extraction tokens/s against a bare forward pass on the same texts; wall time of the bake-off."""
+    from ..bench.concepts import print_results, run_concepts_bench
+
+    print_results(run_concepts_bench(n_texts=n_texts, layer=layer, repeats=repeats, bakeoff_budget=bakeoff_budget), console)
