@@ -631,3 +631,43 @@ def feature_scores(
         toks = corpus_tokens if corpus_tokens is not None else heldout_tokens(model, n_rows)
         examples = collect_top_examples(model, sae, toks, example_len=example_len, progress=progress)
     return FeatureScores(score_table(model, sae, lens=lens, output=out, examples=examples), lens, examples)
+
+
+# ----------------------------------------------------------------------------- saving
+
+
+def _table_for_csv(table):
+    t = table.copy()
+    t["top_tokens"] = [" | ".join(x) for x in t["top_tokens"]]
+    t["top_token_ids"] = [" ".join(map(str, x)) for x in t["top_token_ids"]]
+    return t
+
+
+def save_scores(scores: FeatureScores, path: Union[str, Path]) -> Path:
+    """Write ``scores.csv``, ``logit_lens.safetensors`` and (when present) the top examples into folder ``path``."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    _table_for_csv(scores.table).to_csv(path / "scores.csv", index=False)
+    save_file({k: getattr(scores.lens, k).contiguous() for k in ("top_tokens", "top_probs", "top_logits", "bottom_tokens", "bottom_logits")},
+              str(path / "logit_lens.safetensors"))
+    if scores.examples is not None:
+        scores.examples.save(path)
+    return path
+
+
+def load_scores(path: Union[str, Path]) -> FeatureScores:
+    """Read what :func:`save_scores` wrote."""
+    import pandas as pd
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not (path / "scores.csv").exists():
+        raise FileNotFoundError(f"no scores.csv in {path}; compute scores first (`workbench sae scores`)")
+    table = pd.read_csv(path / "scores.csv", keep_default_na=True)
+    table["top_tokens"] = [str(x).split(" | ") if isinstance(x, str) else [] for x in table["top_tokens"]]
+    table["top_token_ids"] = [[int(v) for v in str(x).split()] for x in table["top_token_ids"]]
+    lens = LogitLens(**load_file(str(path / "logit_lens.safetensors")))
+    examples = TopExamples.load(path) if (path / "top_examples.safetensors").exists() else None
+    return FeatureScores(table, lens, examples)
