@@ -1,0 +1,111 @@
+"""Pure parts of the replication: generation success, perplexity, co-occurrence, groups, summary, figures."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from workbench.sae.replication import (
+    GROUPS,
+    ReplicationConfig,
+    continuation_nll,
+    cooccurrence,
+    generation_success,
+    layer_trend_figure,
+    pick_groups,
+    score_scatter_figure,
+    steering_figure,
+    summarise_steering,
+)
+
+
+def test_generation_success_counts_masked_tokens_in_each_rows_lens_tokens():
+    new = torch.tensor([[5, 6, 7, 8], [1, 1, 2, 0]])
+    mask = torch.tensor([[True, True, True, False], [True, True, True, True]])
+    top = torch.tensor([[6, 8, 9], [1, 3, 4]])
+    # row 0: tokens 5 6 7 (8 masked) -> 1 of 3; row 1: 1 1 2 0 -> 2 of 4
+    assert generation_success(new, mask, top).tolist() == pytest.approx([1 / 3, 2 / 4])
+
+
+def test_continuation_nll_matches_log_softmax_by_hand(tiny):
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 50, (3, 7), generator=g)
+    mask = torch.ones_like(tokens)
+    mask[0, :2] = 0  # left padding in the prompt
+    new_mask = torch.ones(3, 3, dtype=torch.long)
+    new_mask[2, 2] = 0  # a finished row
+    got = continuation_nll(tiny, tokens, mask, 4, new_mask, batch_size=2)
+    for b in range(3):
+        keep = mask[b].bool()
+        row = tokens[b][keep]
+        logp = tiny(row[None]).log_softmax(-1)[0]
+        start = 4 - int((~keep).sum())
+        n = int(new_mask[b].sum())
+        nll = [-logp[start + j - 1, row[start + j]].item() for j in range(n)]
+        assert got[b].item() == pytest.approx(sum(nll) / n, abs=1e-4)
+
+
+def _table(n=200, seed=0, dependent=False):
+    rng = np.random.default_rng(seed)
+    s_in = rng.uniform(0, 1, n)
+    s_out = rng.uniform(0, 0.2, n) if not dependent else 0.2 * s_in
+    return pd.DataFrame({"feature": range(n), "input_score": s_in, "output_score": s_out,
+                         "n_examples": 50, "max_activation": 1.0, "top_tokens": [["a"]] * n})
+
+
+def test_cooccurrence_by_hand():
+    t = pd.DataFrame({"feature": range(10), "input_score": [0.9, 0.8, 0.1, 0.2, 0.6, 0.0, 0.1, 0.3, 0.9, 0.0],
+                      "output_score": [0.01, 0.02, 0.5, 0.4, 0.03, 0.02, 0.01, 0.9, 0.02, 0.03], "n_examples": 20})
+    c = cooccurrence(t, input_threshold=0.5, output_quantile=0.8)
+    # top-20 % output threshold = quantile(0.8) of the outputs; features 7 (0.9) and 2 (0.5) are above it
+    assert c["share_high_input"] == pytest.approx(0.4)
+    assert c["share_high_output"] == pytest.approx(0.2)
+    assert c["share_both_observed"] == 0.0 and c["share_both_if_independent"] == pytest.approx(0.08)
+    dep = cooccurrence(_table(dependent=True))
+    assert dep["spearman_rho"] == pytest.approx(1.0) and dep["observed_over_independent"] > 1
+
+
+def test_pick_groups_high_low_random():
+    t = _table(60)
+    t.loc[:4, "n_examples"] = 2  # too few examples: never chosen
+    groups = pick_groups(t, 5, min_examples=10, seed=1)
+    eligible = t[t["n_examples"] >= 10].sort_values("output_score", ascending=False)
+    assert groups[GROUPS[0]] == eligible["feature"].head(5).tolist()
+    assert groups[GROUPS[2]] == eligible["feature"].tail(5).tolist()
+    assert len(set(groups[GROUPS[1]])) == 5 and set(groups[GROUPS[1]]) <= set(eligible["feature"])
+    with pytest.raises(ValueError, match="need 300"):
+        pick_groups(t, 100)
+
+
+def test_summary_ratios_by_hand():
+    rows = []
+    for group, succ in zip(GROUPS, (0.6, 0.2, 0.1)):
+        for f in range(2):
+            for p in range(2):
+                rows.append({"layer": "L6", "group": group, "feature": f + 10 * GROUPS.index(group), "strength": 4.0,
+                             "prompt": str(p), "success": succ + (0.1 if f else -0.1), "nll": math.log(5.0), "n_tokens": 4})
+    s = summarise_steering(pd.DataFrame(rows))
+    hi = s[s["group"] == GROUPS[0]].iloc[0]
+    assert hi["success"] == pytest.approx(0.6)
+    assert hi["ratio_high_over_random"] == pytest.approx(3.0) and hi["ratio_high_over_low"] == pytest.approx(6.0)
+    assert hi["perplexity_median"] == pytest.approx(5.0)
+    assert isinstance(steering_figure(s), go.Figure)
+
+
+def test_figures_are_plotly_figures():
+    tables = {"L6": _table(seed=1), "L24": _table(seed=2)}
+    assert isinstance(score_scatter_figure(tables), go.Figure)
+    fig = layer_trend_figure({6: tables["L6"], 24: tables["L24"]})
+    assert isinstance(fig, go.Figure) and len(fig.data) == 2
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="strengths"):
+        ReplicationConfig(strengths=(0.0,))
+    with pytest.raises(ValueError, match="n_scored"):
+        ReplicationConfig(n_scored=5, n_steer=4)
+    with pytest.raises(ValueError, match="n_prompts"):
+        ReplicationConfig(n_prompts=100)
