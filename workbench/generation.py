@@ -12,6 +12,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Callable, List, Optional
 
+import einops
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
@@ -52,6 +53,24 @@ class _Transposed:
             self._store[ident] = hit
         return hit[2]
 
+    def _cached(self, weight: Tensor, tag: str, make) -> Tensor:
+        key = (weight.data_ptr(), weight._version, tuple(weight.shape), weight.dtype)
+        ident = (id(weight), tag)
+        hit = self._store.get(ident)
+        if hit is None or hit[0]() is not weight or hit[1] != key:
+            ref = weakref.ref(weight, lambda _r, i=ident: self._store.pop(i, None))
+            hit = (ref, key, make(weight.detach()))
+            self._store[ident] = hit
+        return hit[2]
+
+    def heads_in(self, W: Tensor) -> Tensor:
+        """``[n, d_model, d_head]`` -> ``[(n d_head), d_model]`` for ``F.linear``."""
+        return self._cached(W, "in", lambda w: einops.rearrange(w, "n m h -> (n h) m").contiguous())
+
+    def heads_out(self, W: Tensor) -> Tensor:
+        """``[n, d_head, d_model]`` -> ``[d_model, (n d_head)]`` for ``F.linear``."""
+        return self._cached(W, "out", lambda w: einops.rearrange(w, "n h m -> m (n h)").contiguous())
+
 
 _TRANSPOSED = _Transposed()
 
@@ -64,12 +83,81 @@ def _gated_mlp(mlp: GatedMLP, x: Tensor) -> Tensor:
     return F.linear(post_act, _TRANSPOSED.get(mlp.W_out), mlp.b_out)
 
 
-def _block_forward(block, resid: Tensor, entry, attention_mask) -> Tensor:
-    """TransformerBlock.forward for pre-norm blocks, with the fast gated MLP."""
+_ATTN_HOOKS = ("hook_q", "hook_k", "hook_v", "hook_rot_q", "hook_rot_k", "hook_attn_scores", "hook_pattern",
+               "hook_z", "hook_result")
+
+
+def _attn_hooked(attn) -> bool:
+    return any(getattr(attn, h, None) is not None and len(getattr(attn, h)._forward_hooks) > 0 for h in _ATTN_HOOKS)
+
+
+def _fast_attn_ok(model) -> bool:
+    """Our own attention kernel covers standard causal self-attention (MHA or GQA, rotary or absolute
+    positions, no soft-capping, local windows, QK-norm, logn or clipping)."""
+    cfg = model.cfg
+    if cfg.positional_embedding_type not in ("rotary", "standard"):
+        return False
+    off = ("use_hook_tokens", "attn_scores_soft_cap", "use_qk_norm", "use_logn_attn", "clip_qkv", "use_attn_result",
+           "ungroup_grouped_query_attention", "use_dynamic_ntk_rope")
+    if any(getattr(cfg, k, None) not in (None, False, -1, -1.0, 0) for k in off):
+        return False
+    if getattr(cfg, "attn_types", None) and any(t != "global" for t in cfg.attn_types):
+        return False
+    return bool(cfg.use_attn_scale)
+
+
+class _KV:
+    """Pre-allocated key/value buffers ``[batch, kv_heads, max_pos, d_head]`` (keys stored rotated)."""
+
+    def __init__(self, batch: int, n_kv: int, max_pos: int, d_head: int, dtype, device) -> None:
+        self.k = torch.empty(batch, n_kv, max_pos, d_head, dtype=dtype, device=device)
+        self.v = torch.empty_like(self.k)
+        self.n = 0
+
+    def append(self, k: Tensor, v: Tensor):
+        p = k.shape[2]
+        if self.n + p > self.k.shape[2]:
+            raise RuntimeError(f"KV buffer of {self.k.shape[2]} positions is full ({self.n} used, {p} more asked)")
+        self.k[:, :, self.n:self.n + p] = k
+        self.v[:, :, self.n:self.n + p] = v
+        self.n += p
+        return self.k[:, :, :self.n], self.v[:, :, :self.n]
+
+
+def _attention(attn, x: Tensor, kv: _KV, offset: int, full_mask: Tensor, allowed: Tensor) -> Tensor:
+    """Causal self-attention of the new chunk ``x`` against the cache, as TransformerLens computes it
+    (same rotary tables and position ids, same scale), in fewer kernels: one matmul per projection and
+    PyTorch's fused ``scaled_dot_product_attention``."""
+    b, p, _ = x.shape
+    cfg = attn.cfg
+    n, h = cfg.n_heads, cfg.d_head
+    gqa = hasattr(attn, "_W_K")
+    W_K, W_V = (attn._W_K, attn._W_V) if gqa else (attn.W_K, attn.W_V)
+    b_K, b_V = (attn._b_K, attn._b_V) if gqa else (attn.b_K, attn.b_V)
+    n_kv = W_K.shape[0]
+    q = F.linear(x, _TRANSPOSED.heads_in(attn.W_Q), attn.b_Q.reshape(-1)).view(b, p, n, h)
+    k = F.linear(x, _TRANSPOSED.heads_in(W_K), b_K.reshape(-1)).view(b, p, n_kv, h)
+    v = F.linear(x, _TRANSPOSED.heads_in(W_V), b_V.reshape(-1)).view(b, p, n_kv, h)
+    if cfg.positional_embedding_type == "rotary":
+        q = attn.apply_rotary(q, offset, full_mask)
+        k = attn.apply_rotary(k, offset, full_mask)
+    keys, values = kv.append(k.transpose(1, 2), v.transpose(1, 2))
+    z = F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, attn_mask=allowed[:, None],
+                                       scale=1.0 / float(attn.attn_scale), enable_gqa=n_kv != n)
+    z = z.transpose(1, 2).reshape(b, p, n * h)
+    return F.linear(z, _TRANSPOSED.heads_out(attn.W_O), attn.b_O)
+
+
+def _block_forward(block, resid: Tensor, entry, attention_mask, fast_attn=None) -> Tensor:
+    """TransformerBlock.forward for pre-norm blocks, with the fast gated MLP (and, when the layer's
+    attention internals carry no hooks, the fast attention)."""
     resid_pre = block.hook_resid_pre(resid)
     normed = block.ln1(resid_pre)
-    attn_out = block.attn(query_input=normed, key_input=normed, value_input=normed,
-                          past_kv_cache_entry=entry, attention_mask=attention_mask)
+    if fast_attn is not None:
+        attn_out = _attention(block.attn, normed, *fast_attn)
+    else:
+        attn_out = block.attn(query_input=normed, key_input=normed, value_input=normed,
+                              past_kv_cache_entry=entry, attention_mask=attention_mask)
     attn_out = block.hook_attn_out(attn_out)
     resid_mid = block.hook_resid_mid(resid_pre + attn_out)
     mlp = block.mlp
@@ -85,22 +173,55 @@ class Decoder:
     ``step(tokens, attention_mask)`` feeds a chunk (the prompt, then one token per step) and returns
     the logits at the chunk's last column, ``[batch, d_vocab]``."""
 
-    def __init__(self, model, batch_size: int) -> None:
+    def __init__(self, model, batch_size: int, max_positions: Optional[int] = None) -> None:
         self.model = model
         self.fast = _fast_blocks_ok(model)
         self.cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, batch_size)
+        # Layers whose attention internals are hooked (attn.pattern, attn.z, ...) go through
+        # TransformerLens' own attention module so those hooks fire; the others use the fast kernel.
+        cfg = model.cfg
+        self.kv: List[Optional[_KV]] = [None] * cfg.n_layers
+        if self.fast and max_positions is not None and _fast_attn_ok(model):
+            n_kv = cfg.n_key_value_heads or cfg.n_heads
+            for i, block in enumerate(model.blocks):
+                if not _attn_hooked(block.attn):
+                    self.kv[i] = _KV(batch_size, n_kv, max_positions, cfg.d_head, cfg.dtype, cfg.device)
+        self.offset = 0
 
     def step(self, tokens: Int[Tensor, "batch pos"], attention_mask: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch d_vocab"]:
         model = self.model
-        residual, _, shortformer, full_mask = model.input_to_embed(
-            tokens, attention_mask=attention_mask, past_kv_cache=self.cache
-        )
+        allowed = None
+        if any(kv is not None for kv in self.kv):
+            # Embed here: TransformerLens derives the position offset from its own cache entries,
+            # which the fast layers do not fill.
+            full_mask = self.cache.append_attention_mask(attention_mask)
+            shortformer = None
+            residual = model.hook_embed(model.embed(tokens))
+            if model.cfg.positional_embedding_type == "standard":
+                residual = residual + model.hook_pos_embed(model.pos_embed(tokens, self.offset, full_mask))
+            p, total = tokens.shape[1], full_mask.shape[1]
+            q_col = torch.arange(self.offset, self.offset + p, device=full_mask.device)
+            k_col = torch.arange(total, device=full_mask.device)
+            causal = k_col[None, :] <= q_col[:, None]
+            # attend to real keys; a padding query attends to itself only (keeps its row finite)
+            allowed = causal[None] & (full_mask.bool()[:, None, :] | (k_col[None, :] == q_col[:, None])[None])
+        else:
+            residual, _, shortformer, full_mask = model.input_to_embed(
+                tokens, attention_mask=attention_mask, past_kv_cache=self.cache
+            )
         for i, block in enumerate(model.blocks):
             if self.fast:
-                residual = _block_forward(block, residual, self.cache[i], full_mask)
+                kv = self.kv[i]
+                if kv is not None and _attn_hooked(block.attn):
+                    raise RuntimeError(
+                        f"a hook was added to blocks.{i}.attn during generation; register attention-internal "
+                        "probes/steers before generating so that layer runs through TransformerLens' attention")
+                fast_attn = (kv, self.offset, full_mask, allowed) if kv is not None else None
+                residual = _block_forward(block, residual, self.cache[i], full_mask, fast_attn)
             else:
                 residual = block(residual, past_kv_cache_entry=self.cache[i],
                                  shortformer_pos_embed=shortformer, attention_mask=full_mask)
+        self.offset += tokens.shape[1]
         last = residual[:, -1:, :]
         if model.cfg.normalization_type is not None:
             last = model.ln_final(last)
@@ -165,7 +286,7 @@ def decode_loop(
     from tqdm.auto import tqdm
 
     batch = tokens.shape[0]
-    dec = Decoder(model, batch)
+    dec = Decoder(model, batch, max_positions=tokens.shape[1] + max_new_tokens)
     gen = torch.Generator(device="cpu").manual_seed(sampling.seed)
     full_mask = attention_mask
     offset = 0
