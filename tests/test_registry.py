@@ -278,3 +278,18 @@ def test_replace_edit_and_generation_probe(tiny):
     assert g.new_tokens.shape == (1, 3)
     # one read per forward chunk: the last prompt token, then each new token (3 chunks)
     assert reg.records["seen"].shape == (1, 3, 32) and reg.records["seen"].abs().max() == 0
+
+
+def test_generation_mixing_fast_and_hooked_attention_layers(tiny):
+    """A probe on attn.z.1 sends layer 1 through TransformerLens' attention while layer 0 uses the
+    fused kernel; logits still equal a full forward, and the probe reads once per forward chunk."""
+    v = torch.randn(32, generator=torch.Generator().manual_seed(6))
+    reg = HookRegistry(tiny)
+    reg.steer("s", "resid_post.0", AddVector(v, 1.0))
+    reg.probe("pat", "attn.z.1", positions="last")
+    g = reg.generate(pad_rows([[1, 2, 3, 4], [5, 6]], 0), max_new_tokens=4, stop_at_eos=False, return_logits=True)
+    pattern = reg.records["pat"]
+    with reg:
+        full = tiny(g.tokens[:, :-1], attention_mask=g.attention_mask[:, :-1])
+    torch.testing.assert_close(g.logits, full[:, -4:], atol=1e-5, rtol=1e-4)
+    assert pattern.shape == (2, 4, 4, 8)  # [batch, chunks, heads, d_head]
