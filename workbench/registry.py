@@ -98,7 +98,14 @@ class _Recorder:
         if self.reduce is None:
             if self.rows is None:
                 raise KeyError(f"probe '{name}' has not recorded anything yet")
-            per_row = [torch.cat(r, 0) if r else None for r in self.rows]
+            try:
+                per_row = [torch.cat(r, 0) if r else None for r in self.rows]
+            except RuntimeError:
+                shapes = sorted({tuple(c.shape[1:]) for r in self.rows for c in r})
+                raise ValueError(
+                    f"probe '{name}' read chunks of different shapes {shapes} (attention patterns grow with the "
+                    "sequence during generation); use reduce='last', or probe the finished sequence with reg.run"
+                ) from None
             if any(r is None for r in per_row):
                 empty = [i for i, r in enumerate(per_row) if r is None]
                 raise ValueError(f"probe '{name}' selected no position in rows {empty}")

@@ -166,11 +166,12 @@ def print_summary(result) -> None:
     s = result.summary
     t = Table(title=f"bake-off: {result.config.concept} at {result.config.site.short} — winner: {result.winner} "
                     f"({result.seconds:.0f} s)")
-    cols = ["method", "unsteered_success", "positive_success", "positive_strength", "positive_ppl_ratio",
-            "negative_success", "negative_strength", "negative_ppl_ratio", "controllable_range"]
-    cols = [c for c in cols if c in s.columns]
-    for c in cols:
-        t.add_column(c.replace("_", " "))
+    cols = {"method": "method", "unsteered_success": "base", "positive_success": "+ share", "positive_strength": "+ str",
+            "positive_ppl_ratio": "+ ppl×", "negative_success": "− share", "negative_strength": "− str",
+            "negative_ppl_ratio": "− ppl×", "controllable_range": "range"}
+    cols = {k: v for k, v in cols.items() if k in s.columns}
+    for header in cols.values():
+        t.add_column(header)
     for _, row in s.iterrows():
         t.add_row(*[row[c] if isinstance(row[c], str) else f"{row[c]:.3g}" for c in cols])
     console.print(t)
