@@ -1,0 +1,165 @@
+"""Held-out quality metrics for a sparse autoencoder spliced into a HookedTransformer.
+
+Notation: ``x_t in R^d`` is the activation at the hook for evaluated token ``t`` (``N`` of them),
+``f(x_t) in R^m`` the SAE latents and ``x̂_t = W_dec f(x_t) + b_dec`` the reconstruction.
+
+* **FVU** (fraction of variance unexplained)
+  ``FVU = sum_t ||x_t - x̂_t||^2 / sum_t ||x_t - x̄||^2`` with ``x̄ = (1/N) sum_t x_t``;
+  ``1 - FVU`` is the explained variance. The denominator is accumulated in float64 as
+  ``sum_t ||x_t||^2 - N ||x̄||^2``.
+* **L0** ``= (1/N) sum_t #{i : f_i(x_t) != 0}``, the mean number of active latents per token.
+* **dead share** ``= #{i : f_i(x_t) = 0 for every t} / m``, latents that never fire on these tokens.
+* **CE** is the mean next-token cross-entropy ``-(1/|P|) sum_{(b,p) in P} log softmax(logits_{b,p})[tok_{b,p+1}]``
+  over all predicting positions ``P`` (every position but the last of each sequence), for the clean
+  model (``CE_clean``), with ``x̂`` replacing the activation (``CE_sae``) and with the activation
+  replaced by zeros (``CE_zero``, the standard zero-ablation baseline, at *every* position).
+* **CE recovered** ``= (CE_zero - CE_sae) / (CE_zero - CE_clean)``: 1 when the SAE is as good as the
+  clean activation, 0 when it is as bad as deleting it.
+
+``skip_positions`` leading positions of every sequence are left unchanged by the SAE and excluded
+from FVU, L0 and dead share (as SAELens leaves BOS tokens alone). SmolLM2 runs without a BOS token,
+so its first position acts as the attention sink with a residual norm ~100x the others (e.g.
+~2.4e4 vs ~2e2 at layer 15); the default ``skip_positions=1`` treats it like a BOS.
+
+For ``blocks.{L}.hook_resid_post`` hooks the patched runs restart from block ``L+1``
+(``start_at_layer``) on the activation captured in the clean run, which gives the same numbers as
+hooking a full forward pass at a fraction of the cost; other hooks use ``run_with_hooks``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+import torch
+
+_RESID_POST = re.compile(r"blocks\.(\d+)\.hook_resid_post")
+
+
+class ActivationStats:
+    """Running sums for FVU, L0 and dead share over batches of activations ``[n, d]``."""
+
+    def __init__(self, d_in: int, d_sae: int) -> None:
+        self.n = 0
+        self.sum_x = torch.zeros(d_in, dtype=torch.float64)
+        self.sum_sq = 0.0
+        self.sum_err = 0.0
+        self.l0_sum = 0.0
+        self.fired = torch.zeros(d_sae, dtype=torch.long)
+
+    def update(self, x: torch.Tensor, x_hat: torch.Tensor, feats: torch.Tensor) -> None:
+        x64 = x.reshape(-1, x.shape[-1]).double()
+        self.n += x64.shape[0]
+        self.sum_x += x64.sum(0)
+        self.sum_sq += float(x64.pow(2).sum())
+        self.sum_err += float((x64 - x_hat.reshape(x64.shape).double()).pow(2).sum())
+        active = feats.reshape(-1, feats.shape[-1]) != 0
+        self.l0_sum += float(active.sum())
+        self.fired += active.sum(0)
+
+    def result(self) -> dict:
+        if self.n == 0:
+            raise ValueError("no activations were evaluated")
+        total_var = self.sum_sq - float(self.sum_x.pow(2).sum()) / self.n
+        return {
+            "fvu": self.sum_err / total_var if total_var > 0 else float("nan"),
+            "mse_per_token": self.sum_err / self.n,
+            "l0": self.l0_sum / self.n,
+            "dead_share": float((self.fired == 0).float().mean()),
+            "n_dead": int((self.fired == 0).sum()),
+            "n_tokens": self.n,
+        }
+
+
+def _sae_apply(sae, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    feats = sae.encode(x.to(sae.dtype))
+    return sae.decode(feats).to(x.dtype), feats
+
+
+@torch.no_grad()
+def activation_metrics(sae, acts: torch.Tensor, *, batch_size: int = 4096) -> dict:
+    """FVU, L0 and dead share (see module docstring) of ``sae`` on stored activations ``[n, d]``
+    (already stripped of any skipped positions). Also returns per-latent firing counts."""
+    stats = ActivationStats(sae.cfg.d_in, sae.cfg.d_sae)
+    for i in range(0, acts.shape[0], batch_size):
+        x = acts[i : i + batch_size].float()
+        x_hat, feats = _sae_apply(sae, x)
+        stats.update(x, x_hat, feats)
+    out = stats.result()
+    out["fire_counts"] = stats.fired.clone()
+    return out
+
+
+def _sum(loss_per_token: torch.Tensor) -> float:
+    return float(loss_per_token.double().sum())
+
+
+@torch.no_grad()
+def evaluate_sae(model, sae, hook_name: str, tokens: torch.Tensor, *, batch_size: int = 16,
+                 skip_positions: int = 1, progress: bool = False) -> dict:
+    """Evaluate ``sae`` at ``hook_name`` of ``model`` on token sequences ``[n_seq, seq_len]``.
+
+    Returns ``fvu``, ``l0``, ``dead_share``, ``n_dead``, ``mse_per_token``, ``ce_clean``, ``ce_sae``,
+    ``ce_zero_ablation``, ``ce_recovered``, ``ce_delta`` (``CE_sae - CE_clean``) and token counts;
+    the formulas are in the module docstring."""
+    if tokens.ndim != 2 or tokens.shape[1] < 2:
+        raise ValueError(f"tokens must be [n_seq, seq_len >= 2], got {tuple(tokens.shape)}")
+    if not 0 <= skip_positions < tokens.shape[1]:
+        raise ValueError(f"skip_positions must be in [0, seq_len), got {skip_positions}")
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    m = _RESID_POST.fullmatch(hook_name)
+    fast_layer: Optional[int] = int(m.group(1)) if m and int(m.group(1)) + 1 < model.cfg.n_layers else None
+
+    stats = ActivationStats(sae.cfg.d_in, sae.cfg.d_sae)
+    ce = {"clean": 0.0, "sae": 0.0, "zero": 0.0}
+    n_pred = 0
+    batches = range(0, tokens.shape[0], batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc=f"eval {hook_name}", mininterval=10)
+    for i in batches:
+        toks = tokens[i : i + batch_size].to(model.cfg.device)
+        captured: dict[str, torch.Tensor] = {}
+
+        def capture(act, hook):
+            captured["x"] = act.detach().clone()
+            return act
+
+        loss_clean = model.run_with_hooks(toks, return_type="loss", loss_per_token=True,
+                                          fwd_hooks=[(hook_name, capture)])
+        x = captured["x"]
+        x_hat, feats = _sae_apply(sae, x)
+        x_patched = x.clone()
+        x_patched[:, skip_positions:] = x_hat[:, skip_positions:]
+        stats.update(x[:, skip_positions:], x_hat[:, skip_positions:], feats[:, skip_positions:])
+
+        if fast_layer is not None:
+            kw = dict(start_at_layer=fast_layer + 1, tokens=toks, return_type="loss", loss_per_token=True)
+            loss_sae = model(x_patched, **kw)
+            loss_zero = model(torch.zeros_like(x), **kw)
+        else:
+            loss_sae = model.run_with_hooks(toks, return_type="loss", loss_per_token=True,
+                                            fwd_hooks=[(hook_name, lambda act, hook: x_patched)])
+            loss_zero = model.run_with_hooks(toks, return_type="loss", loss_per_token=True,
+                                             fwd_hooks=[(hook_name, lambda act, hook: torch.zeros_like(act))])
+        ce["clean"] += _sum(loss_clean)
+        ce["sae"] += _sum(loss_sae)
+        ce["zero"] += _sum(loss_zero)
+        n_pred += loss_clean.numel()
+
+    out = stats.result()
+    ce_clean, ce_sae, ce_zero = (ce[k] / n_pred for k in ("clean", "sae", "zero"))
+    out.update(
+        ce_clean=ce_clean,
+        ce_sae=ce_sae,
+        ce_zero_ablation=ce_zero,
+        ce_delta=ce_sae - ce_clean,
+        ce_recovered=(ce_zero - ce_sae) / (ce_zero - ce_clean) if ce_zero != ce_clean else float("nan"),
+        n_sequences=int(tokens.shape[0]),
+        n_predictions=n_pred,
+        skip_positions=skip_positions,
+        hook_name=hook_name,
+    )
+    return out
