@@ -84,8 +84,8 @@ heldout = 2 if SMALL else 6
 train = cache_residuals(model, tokens[:-heldout], progress=False)
 test = cache_residuals(model, tokens[-heldout:], progress=False)
 print("train residuals:", tuple(train.shape), " held-out:", tuple(test.shape))"""),
-    code("""cfg = TunedLensConfig(steps=15, tokens_per_step=32, layers_per_step=6, lr=2e-3) if SMALL else \\
-      TunedLensConfig(steps=200, tokens_per_step=32, layers_per_step=6, lr=2e-3, max_seconds=240)
+    code("""cfg = TunedLensConfig(steps=15, tokens_per_step=32, layers_per_step=6) if SMALL else \\
+      TunedLensConfig(steps=200, tokens_per_step=32, layers_per_step=6, max_seconds=240)
 tuned, losses = train_tuned_lens(model, train, cfg, progress=False)
 print(f"{len(losses)} steps; loss {losses[0]:.3f} -> {losses[-1]:.3f}")
 kl = lens_kl_by_layer(model, test, tuned)

@@ -269,12 +269,18 @@ def logit_lens(
 # --------------------------------------------------------------------------- tuned lens
 @dataclass(frozen=True)
 class TunedLensConfig:
-    """Training settings for the tuned lens (Belrose et al. 2023 use SGD with Nesterov momentum; on a
-    CPU budget we use Adam with a few hundred small steps)."""
+    """Training settings for the tuned lens (Belrose et al. 2023 use SGD with Nesterov momentum and
+    large batches; on a CPU budget we use Adam with small steps).
+
+    Adam moves every entry by about its learning rate, so the two parts get their own: ``lr`` for the
+    bias, in units of the layer's residual RMS (the bias of layer L steps by ``lr · rms(h_L)``, so that
+    its relative effect is the same at every depth), and ``lr_weight`` for ``A_L``, whose step acts on
+    all ``d_model`` inputs at once and so must be much smaller."""
 
     steps: int = 60
     tokens_per_step: int = 64
-    lr: float = 1e-3
+    lr: float = 1e-2
+    lr_weight: float = 1e-4
     weight_decay: float = 0.0
     layers_per_step: int = 0  # 0 = every layer each step; n > 0 = a random subset of n layers per step
     max_seconds: float = 0.0  # 0 = no time limit
@@ -287,6 +293,8 @@ class TunedLensConfig:
                 raise ValueError(f"TunedLensConfig.{name} must be a positive int, got {v!r}")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"TunedLensConfig.lr must be a positive number, got {self.lr!r}")
+        if not (isinstance(self.lr_weight, (int, float)) and self.lr_weight >= 0 and math.isfinite(self.lr_weight)):
+            raise ValueError(f"TunedLensConfig.lr_weight must be a number >= 0, got {self.lr_weight!r}")
         if self.weight_decay < 0:
             raise ValueError(f"TunedLensConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
         if not isinstance(self.layers_per_step, int) or self.layers_per_step < 0:
@@ -304,8 +312,8 @@ class TunedLens(nn.Module):
         if n_layers < 1 or d_model < 1:
             raise ValueError(f"TunedLens needs n_layers >= 1 and d_model >= 1, got {n_layers}, {d_model}")
         self.n_layers, self.d_model = n_layers, d_model
-        self.weight = nn.Parameter(torch.zeros(n_layers, d_model, d_model))
-        self.bias = nn.Parameter(torch.zeros(n_layers, d_model))
+        self.weight = nn.ParameterList([nn.Parameter(torch.zeros(d_model, d_model)) for _ in range(n_layers)])
+        self.bias = nn.ParameterList([nn.Parameter(torch.zeros(d_model)) for _ in range(n_layers)])
 
     @classmethod
     def for_model(cls, model) -> "TunedLens":
@@ -394,7 +402,13 @@ def train_tuned_lens(
         raise ValueError(f"resid must be [n_layers={n_layers}, n_tokens, d_model={model.cfg.d_model}], got {tuple(resid.shape)}")
     lens = lens if lens is not None else TunedLens.for_model(model)
     g = torch.Generator().manual_seed(config.seed)
-    opt = torch.optim.Adam(lens.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    rms = resid.pow(2).mean((1, 2)).sqrt()  # residual scale per layer
+    groups = []
+    for L in range(n_layers - 1):
+        groups.append({"params": [lens.bias[L]], "lr": config.lr * float(rms[L])})
+        if config.lr_weight > 0:
+            groups.append({"params": [lens.weight[L]], "lr": config.lr_weight})
+    opt = torch.optim.Adam(groups, weight_decay=config.weight_decay)
     trainable = list(range(n_layers - 1))
     losses: List[float] = []
     t0 = time.perf_counter()
@@ -501,7 +515,7 @@ def kl_figure(kl: Dict[str, Tensor], *, title: Optional[str] = None) -> go.Figur
 __all__ = [
     "LensResult", "TunedLens", "TunedLensConfig", "cache_residuals", "default_tuned_lens_path", "final_norm",
     "kl_figure", "kl_to_final", "lens_heatmap", "lens_kl_by_layer", "lens_logits", "logit_lens", "read_lens",
-    "residuals", "target_curve", "target_ids", "train_tuned_lens",
+    "residuals", "target_curve", "target_ids", "train_tuned_lens", "lens_corpus", "train_default_tuned_lens", "SEED_PROMPTS",
 ]
 
 
@@ -557,7 +571,7 @@ def train_default_tuned_lens(model, *, n_seq: int = 24, seq_len: int = 64, heldo
 
     if not 0 < heldout < n_seq:
         raise ValueError(f"heldout must be between 1 and n_seq-1, got {heldout} of {n_seq}")
-    config = config or TunedLensConfig(steps=200, tokens_per_step=32, layers_per_step=6, lr=2e-3, max_seconds=240)
+    config = config or TunedLensConfig(steps=400, tokens_per_step=32, layers_per_step=0, max_seconds=300)
     tokens = lens_corpus(model, n_seq, seq_len, progress=progress)
     train_resid = cache_residuals(model, tokens[:-heldout], progress=progress)
     test_resid = cache_residuals(model, tokens[-heldout:], progress=progress)

@@ -4,9 +4,11 @@ the same run, on the embedded model.
 1. Our ``resid_pre`` grid (many patches per forward, each forward starting at the patched layer, only
    the last position unembedded) vs TransformerLens' ``get_act_patch_resid_pre`` on the same inputs
    and metric; the grids are checked to agree within 1e-4. Goal: ratio ≤ 1/3.
-2. Our sweep of the three layer × position grids (resid_pre, attn_out, mlp_out) vs TransformerLens'.
-3. AtP and RelP (all three grids from one backward pass) vs the full activation-patching sweep of those
-   grids, TransformerLens' (goal: ratio ≤ 1/50); the ratio against our batched sweep is in the note.
+2. AtP and RelP (the resid_pre, attn_out and mlp_out grids from one backward pass) vs activation
+   patching. The timed baseline is TransformerLens' resid_pre grid alone — one third of the full
+   3-grid sweep (attn_out and mlp_out need the same number of forward passes), so the ratio to the
+   full TL sweep is at least 3× the printed one (goal ≥ 50×); the note also gives the ratio to our
+   batched 3-grid sweep, timed in the same run.
 """
 
 from typing import List
@@ -49,27 +51,19 @@ def run_patching_bench(task: str = "capital", n: int = 4, repeats: int = 1, cons
                        f"{shape}; max |diff| {err:.1e}; speed-up {t_tl / t_ours:.1f}× (goal ≥ 3×)"))
     say(f"resid_pre grid: TL {t_tl:.1f} s, ours {t_ours:.1f} s, max |diff| {err:.2e}")
 
-    def tl_sweep():
-        tlp.get_act_patch_resid_pre(model, t.corrupted, full_cache, metric)
-        tlp.get_act_patch_attn_out(model, t.corrupted, full_cache, metric)
-        tlp.get_act_patch_mlp_out(model, t.corrupted, full_cache, metric)
-
     def sweep():
         for s in ("resid_pre", "attn_out", "mlp_out"):
             activation_patch(model, t.clean, t.corrupted, metric, s)
 
-    _, full_cache = model.run_with_cache(t.clean, names_filter=lambda name: name.endswith(("hook_resid_pre", "hook_attn_out", "hook_mlp_out")))
     with torch.no_grad():
-        t_tl_sweep = median_time(tl_sweep, repeats, warmup=0)
         t_sweep = median_time(sweep, repeats, warmup=0)
-    rows.append(Timing("ours: sweep of resid_pre + attn_out + mlp_out", t_sweep, "TL sweep of the same 3 grids", t_tl_sweep,
-                       f"speed-up {t_tl_sweep / t_sweep:.1f}×"))
-    say(f"3-grid sweep: TL {t_tl_sweep:.1f} s, ours {t_sweep:.1f} s")
+    say(f"our 3-grid sweep: {t_sweep:.1f} s")
     streams = ("resid_pre", "attn_out", "mlp_out")
     for label, rules in (("AtP", RelPRules.none()), ("RelP", RelPRules()), ("RelP + AH-rule", RelPRules(attention=True))):
         t_est = median_time(lambda: attribution_patch(model, t.clean, t.corrupted, metric, streams, rules=rules), repeats)
-        rows.append(Timing(f"{label}: all 3 grids at once", t_est, "TL activation-patching sweep of the 3 grids", t_tl_sweep,
-                           f"speed-up {t_tl_sweep / t_est:.0f}× (goal ≥ 50×); vs our batched sweep {t_sweep / t_est:.0f}×"))
+        rows.append(Timing(f"{label}: resid_pre + attn_out + mlp_out at once", t_est, "TL activation patching, resid_pre grid only", t_tl,
+                           f"vs TL's 3-grid sweep (≥ 3 × {t_tl:.0f} s): ≥ {3 * t_tl / t_est:.0f}× (goal ≥ 50×); "
+                           f"vs our batched 3-grid sweep ({t_sweep:.0f} s): {t_sweep / t_est:.0f}×"))
         say(f"{label}: {t_est:.2f} s")
     return rows
 
