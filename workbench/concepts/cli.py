@@ -52,7 +52,7 @@ def fit(
 
     model = load_model()
     layer_list = _parse_layers(layers, model.cfg.n_layers)
-    sweeps = []
+    sweeps, pools = [], {}
     summary = Table(title="logistic probe, held-out accuracy")
     for col in ("concept", "best layer", "held-out acc.", "vectors fitted at", "saved to"):
         summary.add_column(col)
@@ -73,7 +73,9 @@ def fit(
             acts = tr[site.short]
         else:
             acts = extract(model, train.texts, site, reduce)[site.short]
-        pool = pool_activations(model, site, 100, reduce)
+        if site not in pools:
+            pools[site] = pool_activations(model, site, 100, reduce)
+        pool = pools[site]
         target = out / name
         for method in METHODS:
             vec = fit_vector(method, site, acts[:n], acts[n:], all_training=pool, concept=name,
