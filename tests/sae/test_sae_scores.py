@@ -116,11 +116,11 @@ def test_batched_output_scores_equal_the_naive_loop(layer):
 
     for dtype, tol in ((torch.float64, 0.0), (torch.float32, 1e-6)):
         model = tiny_model(n_layers=3).to(dtype)
-        sae = tiny_sae(f"blocks.{layer}.hook_resid_post", dtype=str(dtype).split(".")[1])
+        sae = tiny_sae(f"blocks.{layer}.hook_resid_post", d_sae=16, k=4, dtype=str(dtype).split(".")[1])
         lens = feature_logit_lens(model, sae, k=5)
         naive = output_scores_naive(model, sae, lens, prompt=PROMPT, progress=False)
-        batched = output_scores(model, sae, lens, prompt=PROMPT, batch_size=20, progress=False)
-        full = output_scores(model, sae, lens, prompt=PROMPT, batch_size=20, method="full", progress=False)
+        batched = output_scores(model, sae, lens, prompt=PROMPT, batch_size=6, progress=False)
+        full = output_scores(model, sae, lens, prompt=PROMPT, batch_size=6, method="full", progress=False)
         assert (batched - naive).abs().max().item() <= tol
         assert (full - naive).abs().max().item() <= tol
         assert naive.std() > 0
@@ -131,7 +131,7 @@ def test_output_scores_resid_pre_and_other_sites():
 
     model = tiny_model(n_layers=2).to(torch.float64)
     for hook in ("blocks.1.hook_resid_pre", "blocks.0.hook_mlp_out"):
-        sae = tiny_sae(hook, dtype="float64")
+        sae = tiny_sae(hook, d_sae=12, k=4, dtype="float64")
         lens = feature_logit_lens(model, sae, k=4)
         assert torch.equal(output_scores(model, sae, lens, prompt=PROMPT, progress=False),
                            output_scores_naive(model, sae, lens, prompt=PROMPT, progress=False))
@@ -235,3 +235,16 @@ def test_select_features_filters_and_sorts():
     assert len(select_features(sae, model=model, scores=table, top_n=3)) == 3
     with pytest.raises(ValueError, match="min_output_score"):
         select_features(sae, model=model, scores=table, min_output_score=2.0)
+
+
+def test_lens_for_a_subset_of_features(tiny):
+    sae = tiny_sae("blocks.1.hook_resid_post")
+    full = feature_logit_lens(tiny, sae, k=5)
+    part = feature_logit_lens(tiny, sae, k=5, features=[3, 10])
+    assert torch.equal(part.top_tokens[[3, 10]], full.top_tokens[[3, 10]])
+    assert (part.top_tokens[0] == -1).all() and torch.isnan(part.top_probs[0]).all()
+    # features without a lens get no input score and cannot be output-scored
+    s = input_scores(full.top_tokens[:, :3], torch.ones(48, 3, dtype=torch.bool), part.top_tokens, min_examples=1)
+    assert s[3] == 1.0 and torch.isnan(s[0])
+    with pytest.raises(ValueError, match="not computed for features \\[0"):
+        output_scores(tiny, sae, part, [0, 3], prompt=PROMPT, progress=False)

@@ -113,13 +113,14 @@ def score_saes(model, saes: Mapping[str, object], cfg: ReplicationConfig = Repli
     out = {}
     for name, sae in saes.items():
         t0 = time.time()
-        lens = feature_logit_lens(model, sae)
         d_sae = sae.cfg.d_sae
         if cfg.n_scored is None or cfg.n_scored >= d_sae:
             feats = torch.arange(d_sae)
+            lens = feature_logit_lens(model, sae)
         else:
             g = torch.Generator().manual_seed(cfg.seed)
             feats = torch.randperm(d_sae, generator=g)[: cfg.n_scored].sort().values
+            lens = feature_logit_lens(model, sae, features=feats)
         s_out = torch.full((d_sae,), float("nan"))
         s_out[feats] = output_scores(model, sae, lens, feats, batch_size=cfg.batch_size, progress=progress)
         table = score_table(model, sae, lens=lens, output=s_out, examples=examples[name])

@@ -74,12 +74,18 @@ def logit_lens_logits(model, directions: Float[Tensor, "n d_model"]) -> Float[Te
         return model.unembed(model.ln_final(h))[:, 0].float()
 
 
-def feature_logit_lens(model, sae, *, k: int = LOGIT_LENS_K, n_bottom: int = 10, chunk: int = 256) -> LogitLens:
-    """The logit lens of every feature: ``p_i = softmax(W_U · LN_f(d_i))`` and its top-``k`` tokens."""
+def feature_logit_lens(model, sae, *, k: int = LOGIT_LENS_K, n_bottom: int = 10, chunk: int = 256,
+                       features: Optional[Sequence[int]] = None) -> LogitLens:
+    """The logit lens of every feature: ``p_i = softmax(W_U · LN_f(d_i))`` and its top-``k`` tokens.
+
+    With ``features``, only those rows are computed (the unembedding of all features is the costly
+    part); the other rows hold token -1 and NaN, and count as "no lens" downstream."""
     if not isinstance(k, int) or not 1 <= k <= model.cfg.d_vocab:
         raise ValueError(f"k must be an int in [1, {model.cfg.d_vocab}], got {k!r}")
     sae_site(sae, model)
-    dirs = decoder_directions(sae)
+    d_sae = sae.cfg.d_sae
+    idx = _feature_list(sae, features)
+    dirs = decoder_directions(sae, idx)
     tops, probs, logits_top, bots, logits_bot = [], [], [], [], []
     for part in dirs.split(chunk):
         logits = logit_lens_logits(model, part)
@@ -90,7 +96,16 @@ def feature_logit_lens(model, sae, *, k: int = LOGIT_LENS_K, n_bottom: int = 10,
         b = logits.topk(n_bottom, dim=-1, largest=False)
         bots.append(b.indices.cpu())
         logits_bot.append(b.values.cpu())
-    return LogitLens(torch.cat(tops), torch.cat(probs), torch.cat(logits_top), torch.cat(bots), torch.cat(logits_bot))
+    parts = [torch.cat(x) for x in (tops, probs, logits_top, bots, logits_bot)]
+    if features is None:
+        return LogitLens(*parts)
+    full = []
+    for x in parts:
+        fill = -1 if not x.is_floating_point() else float("nan")
+        y = torch.full((d_sae, x.shape[1]), fill, dtype=x.dtype)
+        y[idx] = x
+        full.append(y)
+    return LogitLens(*full)
 
 
 # ----------------------------------------------------------------------------- top-activating examples
@@ -326,7 +341,8 @@ def input_scores(
     hit = (max_tokens[:, :, None] == lens_top_tokens[:, None, :]).any(-1) & use
     n = use.sum(1)
     score = hit.sum(1).float() / n.clamp_min(1).float()
-    return torch.where(n >= min_examples, score, torch.full_like(score, float("nan")))
+    has_lens = (lens_top_tokens >= 0).all(1)
+    return torch.where((n >= min_examples) & has_lens, score, torch.full_like(score, float("nan")))
 
 
 def input_scores_from_examples(examples: TopExamples, lens: LogitLens, **kwargs) -> Float[Tensor, " d_sae"]:
@@ -367,8 +383,13 @@ def _feature_list(sae, features) -> Tensor:
     return idx
 
 
-def _lens_tokens(model, sae, lens: Optional[LogitLens], k: int) -> Tensor:
-    return (lens if lens is not None else feature_logit_lens(model, sae, k=k)).top_tokens
+def _lens_tokens(model, sae, lens: Optional[LogitLens], k: int, idx: Tensor) -> Tensor:
+    top = (lens if lens is not None else feature_logit_lens(model, sae, k=k, features=idx)).top_tokens
+    missing = idx[(top[idx] < 0).any(1)]
+    if missing.numel():
+        raise ValueError(f"the logit lens was not computed for features {missing[:8].tolist()}...; "
+                         "pass a lens computed for them (feature_logit_lens(..., features=...))")
+    return top
 
 
 def _prefix_kv_cache(model, prefix_tokens: Tensor):
@@ -433,7 +454,7 @@ def output_scores(
     check_sae(sae)
     site = sae_site(sae, model)
     idx = _feature_list(sae, features)
-    top = _lens_tokens(model, sae, lens, k)
+    top = _lens_tokens(model, sae, lens, k, idx)
     tokens = _prompt_tokens(model, prompt).to(model.cfg.device)
     cacheable = site.stream in ("resid_pre", "resid_post") and site.layer is not None
     if method == "cached" and not cacheable:
@@ -482,7 +503,7 @@ def output_scores_naive(
 
     site = sae_site(sae, model)
     idx = _feature_list(sae, features)
-    top = _lens_tokens(model, sae, lens, k)
+    top = _lens_tokens(model, sae, lens, k, idx)
     tokens = _prompt_tokens(model, prompt).to(model.cfg.device)
     reg = HookRegistry(model)
     out = []
@@ -500,9 +521,10 @@ def output_scores_naive(
 
 def _token_strings(model, ids: Tensor) -> List[str]:
     tok = getattr(model, "tokenizer", None)
+    ids = [int(i) for i in ids if int(i) >= 0]
     if tok is None:
-        return [str(int(i)) for i in ids]
-    return [tok.decode([int(i)]) for i in ids]
+        return [str(i) for i in ids]
+    return [tok.decode([i]) for i in ids]
 
 
 def score_table(
@@ -533,7 +555,7 @@ def score_table(
         "fire_frequency": (examples.fire_frequency.numpy() if examples is not None else nan.numpy()),
     })
     df["top_tokens"] = [_token_strings(model, row[:n_show]) for row in lens.top_tokens]
-    df["top_token_ids"] = [row.tolist() for row in lens.top_tokens]
+    df["top_token_ids"] = [[t for t in row.tolist() if t >= 0] for row in lens.top_tokens]
     return df
 
 
@@ -667,7 +689,7 @@ def load_scores(path: Union[str, Path]) -> FeatureScores:
         raise FileNotFoundError(f"no scores.csv in {path}; compute scores first (`workbench sae scores`)")
     table = pd.read_csv(path / "scores.csv", keep_default_na=True)
     table["top_tokens"] = [str(x).split(" | ") if isinstance(x, str) else [] for x in table["top_tokens"]]
-    table["top_token_ids"] = [[int(v) for v in str(x).split()] for x in table["top_token_ids"]]
+    table["top_token_ids"] = [[int(v) for v in x.split()] if isinstance(x, str) else [] for x in table["top_token_ids"]]
     lens = LogitLens(**load_file(str(path / "logit_lens.safetensors")))
     examples = TopExamples.load(path) if (path / "top_examples.safetensors").exists() else None
     return FeatureScores(table, lens, examples)
