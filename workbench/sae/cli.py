@@ -133,7 +133,6 @@ def steer(
     clamp: bool = typer.Option(False, help="clamp the feature to s × max activation in the SAE basis instead of adding"),
 ) -> None:
     """Steer with one feature on the last prompt token and every generated token; print the text."""
-    import torch
 
     from ..models import load_model
     from ..registry import HookRegistry

@@ -11,10 +11,9 @@ and one shared copy of plotly.js (so pages work offline).
 import html
 import math
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Union
+from typing import Iterable, List, Optional, Union
 
 import plotly.graph_objects as go
-import torch
 
 from ..figures import PALETTE, style
 from .loading import sae_label

@@ -20,8 +20,6 @@ so one ``reg.generate`` call covers a whole layer × strength.
 """
 
 import json
-import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,7 +39,6 @@ from .loading import sae_site
 from .scores import (
     FeatureScores,
     _table_for_csv,
-    LogitLens,
     collect_top_examples,
     feature_logit_lens,
     heldout_tokens,

@@ -25,7 +25,6 @@ feature, the edit applied by a registry steer. Both use the same edit
 """
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
