@@ -70,7 +70,8 @@ def save_figure(fig: go.Figure, name: str, *, directory: Union[str, Path, None] 
     for fmt in formats:
         path = out_dir / f"{name}.{fmt}"
         if fmt == "html":
-            fig.write_html(path, include_plotlyjs=True, full_html=True)
+            # one shared plotly.min.js beside the pages keeps each HTML small and works offline
+            fig.write_html(path, include_plotlyjs="directory", full_html=True)
         elif fmt == "json":
             path.write_text(pio.to_json(fig))
         else:

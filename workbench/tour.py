@@ -1,0 +1,344 @@
+"""``workbench tour``: the whole workbench, end to end, on the embedded model.
+
+Each step reads and edits the model through the hook registry, writes paper-ready figures (HTML +
+PNG + SVG) into ``figures/``, and returns the numbers behind them. At the end the tour writes the
+gallery page ``figures/index.html`` and prints a summary table. ``quick=True`` is a one-minute
+version with tiny budgets (the tests run it).
+"""
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+from .figures import FIGURES_DIR, save_figure
+from .gallery import GalleryEntry, write_gallery
+
+
+@dataclass(frozen=True)
+class TourConfig:
+    """``quick``: tiny budgets (about a minute); ``static``: also write PNG + SVG; ``steps``: a subset
+    of :data:`STEP_NAMES` to run (default all)."""
+
+    quick: bool = False
+    figures_dir: Path = FIGURES_DIR
+    static: bool = True
+    steps: Optional[tuple] = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps is not None:
+            unknown = [s for s in self.steps if s not in STEP_NAMES]
+            if unknown or not self.steps:
+                raise ValueError(f"unknown tour steps {unknown}; choose from {', '.join(STEP_NAMES)}")
+
+    @property
+    def command(self) -> str:
+        return "workbench tour" + (" --quick" if self.quick else "")
+
+
+@dataclass
+class StepResult:
+    name: str
+    seconds: float = 0.0
+    entries: List[GalleryEntry] = field(default_factory=list)
+    numbers: Dict[str, str] = field(default_factory=dict)
+    error: Optional[str] = None
+
+
+class _Step:
+    """Collects the figures and numbers of one tour step."""
+
+    def __init__(self, name: str, cfg: TourConfig) -> None:
+        self.cfg = cfg
+        self.result = StepResult(name)
+
+    def figure(self, fig, name: str, title: str, caption: str, numbers: Optional[Dict[str, str]] = None) -> None:
+        formats = ("html", "png", "svg") if self.cfg.static else ("html",)
+        save_figure(fig, name, directory=self.cfg.figures_dir, formats=formats)
+        self.result.entries.append(GalleryEntry(name, title, caption, self.cfg.command, dict(numbers or {})))
+
+    def number(self, key: str, value) -> None:
+        self.result.numbers[key] = value if isinstance(value, str) else f"{value:.3g}"
+
+
+# ----------------------------------------------------------------------------- steps
+def step_lens(model, cfg: TourConfig, state: dict, s: _Step) -> None:
+    """Logit lens of a factual prompt, and its change when the run is steered."""
+    from .edits import AddVector
+    from .lens import lens_heatmap, logit_lens, target_curve
+    from .registry import HookRegistry
+
+    prompt = "The Eiffel Tower is in the city of"
+    res = logit_lens(model, prompt, k=5, targets=[" Paris"])
+    pos = len(res.tokens[0]) - 1
+    p_final = float(res.target_probs[0, -1, pos, 0])
+    first = next((L for L, p in zip(res.layers, res.target_probs[0, :, pos, 0].tolist()) if p > 0.5), None)
+    s.figure(lens_heatmap(res, title=f"Logit lens: top token and its probability, '{prompt}'"), "logit_lens_heatmap",
+             "Logit lens heatmap", "Top next-token prediction (and its probability) read from every layer's residual "
+                                   "stream at every position, final RMSNorm recomputed per layer (nostalgebraist 2020).",
+             {"P(' Paris') at the last layer": f"{p_final:.3f}",
+              "first layer with P(' Paris') > 0.5": str(first)})
+    # steer at layer 12 away from Paris: the lens shows where the prediction changes
+    paris = model.W_U[:, model.to_single_token(" Paris")]
+    reg = HookRegistry(model).steer("away", "resid_post.12", AddVector(-paris / paris.norm(), 12.0))
+    steered = logit_lens(model, prompt, k=5, targets=[" Paris"], registry=reg)
+    s.figure(target_curve({"unsteered": res, "steered at resid_post.12": steered},
+                          title="P(' Paris') by layer, unsteered and steered away at layer 12"),
+             "logit_lens_target_curve", "Target probability across layers",
+             "Probability of ' Paris' read through the logit lens at each layer; the steered run subtracts the "
+             "unembedding direction of ' Paris' at resid_post.12.",
+             {"P(' Paris') final, steered": f"{float(steered.target_probs[0, -1, pos, 0]):.3f}"})
+    s.number("P(' Paris') final", p_final)
+    s.number("P(' Paris') final, steered", float(steered.target_probs[0, -1, pos, 0]))
+
+
+def step_probes(model, cfg: TourConfig, state: dict, s: _Step) -> None:
+    """Logistic probe held-out accuracy at every layer, one line per concept (SCAV/GCAV layer selection)."""
+    import pandas as pd
+
+    from .concepts.data import available_concepts, load_concept
+    from .concepts.extract import extract
+    from .concepts.plots import layer_accuracy_figure
+    from .concepts.vectors import best_layer, fit_vector, layer_sweep
+
+    concepts = available_concepts()
+    layers = list(range(2, model.cfg.n_layers, 6)) if cfg.quick else list(range(0, model.cfg.n_layers, 2))
+    n_train, n_test = (40, 30) if cfg.quick else (200, 60)
+    if cfg.quick:
+        concepts = [c for c in concepts if c in ("sentiment", "language")] or concepts[:2]
+    sweeps = []
+    for name in concepts:
+        data = load_concept(name)
+        train, test = data.train.head(n_train), data.test.head(n_test)
+        sites = [f"resid_post.{L}" for L in layers]
+        tr = extract(model, train.texts, sites, "mean", progress=True)
+        te = extract(model, test.texts, sites, "mean", progress=True)
+        n, k = len(train.positive), len(test.positive)
+        sweep = layer_sweep({x: (tr[x][:n], tr[x][n:]) for x in sites}, {x: (te[x][:k], te[x][k:]) for x in sites},
+                            concept=name)
+        sweeps.append(sweep)
+        best = best_layer(sweep)
+        acc = float(sweep.loc[sweep["site"] == best, "test_accuracy"].iloc[0])
+        s.number(f"{name}: best layer / held-out acc.", f"{best} / {acc:.3f}")
+        if name == "sentiment":
+            state["sentiment_probe"] = fit_vector("logistic", best, tr[best][:n], tr[best][n:], concept=name)
+            state["sentiment_texts"] = list(test.negative[:4]) + list(test.positive[:2])
+    table = pd.concat(sweeps, ignore_index=True)
+    table.to_csv(cfg.figures_dir / "concepts_probe_accuracy_by_layer.csv", index=False)
+    s.figure(layer_accuracy_figure(table), "concepts_probe_accuracy_by_layer", "Probe accuracy by layer",
+             f"Held-out accuracy of a logistic probe on mean-pooled resid_post activations, per layer and concept "
+             f"({n_train} training and {n_test} held-out texts per concept).",
+             {k: v for k, v in s.result.numbers.items()})
+
+
+def step_steering(model, cfg: TourConfig, state: dict, s: _Step) -> None:
+    """The steering bake-off on sentiment: dose-response curves and the success-vs-fluency frontier."""
+    from .concepts.bakeoff import BakeoffConfig, run_bakeoff
+
+    config = (BakeoffConfig.for_budget("small", grid=(4.0, 8.0)) if cfg.quick
+              else BakeoffConfig(n_prompts=12, max_new_tokens=20))
+    result = run_bakeoff(model, config, progress=True)
+    result.table.to_csv(cfg.figures_dir / "concepts_bakeoff_sentiment.csv", index=False)
+    summ = result.summary
+    nums = {"winner": str(result.winner), "bake-off wall time (s)": f"{result.seconds:.0f}"}
+    for _, row in summ.iterrows():
+        if "positive_success" in summ.columns:
+            nums[f"{row['method']}: VADER+ share up / down"] = (f"{row.get('positive_success', float('nan')):.2f} / "
+                                                               f"{row.get('negative_success', float('nan')):.2f}")
+    for key, fig in result.figures.items():
+        if key == "frontier":
+            s.figure(fig, "steering_bakeoff_frontier", "Steering bake-off frontier",
+                     f"Concept success (VADER-positive share of completions, an independent judge) against fluency "
+                     f"(perplexity under the unsteered model), one frontier per method; sentiment at "
+                     f"{config.site.short}, {config.n_prompts} neutral prompts, {config.max_new_tokens} tokens.", nums)
+        else:
+            s.figure(fig, f"steering_dose_response_{key}", f"Steering dose-response ({key})",
+                     "Success, perplexity ratio and next-token KL on neutral prompts against steering strength "
+                     "(units of ‖μ⁺ − μ⁻‖), one line per method.")
+    s.result.numbers.update(nums)
+
+
+def step_gcav(model, cfg: TourConfig, state: dict, s: _Step) -> None:
+    """GCAV: each token gets exactly the push that brings the probe's probability to the target."""
+    import plotly.graph_objects as go
+
+    from .concepts.steering import GCAVEdit
+    from .figures import PALETTE, style
+    from .registry import HookRegistry
+
+    vec = state.get("sentiment_probe")
+    if vec is None:
+        raise RuntimeError("the GCAV demo needs the sentiment probe from the 'probes' step")
+    target = 0.9
+    edit = GCAVEdit.from_vector(vec, target, "add")
+    texts = state["sentiment_texts"][:3]
+    reg = HookRegistry(model)
+    reg.probe("before", vec.site, when="before")
+    reg.steer("gcav", vec.site, edit)
+    reg.probe("after", vec.site, when="after")
+    fig = go.Figure()
+    errs, untouched, total = [], 0, 0
+    x_offset = 0
+    ticks, labels = [], []
+    for i, text in enumerate(texts):
+        reg.run(text, need_logits=True)
+        before = torch.sigmoid(vec.probe_logit(reg.records["before"][0]))
+        after = torch.sigmoid(vec.probe_logit(reg.records["after"][0]))
+        pushed = before < target
+        errs.append(float((after[pushed] - target).abs().max()) if pushed.any() else 0.0)
+        untouched += int((~pushed).sum())
+        total += len(before)
+        toks = model.to_str_tokens(text)
+        xs = list(range(x_offset, x_offset + len(toks)))
+        ticks += xs
+        labels += [t.replace("\n", "\\n") for t in toks]
+        fig.add_trace(go.Scatter(x=xs, y=before.tolist(), mode="markers", name="before" if i == 0 else None,
+                                 showlegend=i == 0, marker=dict(color=PALETTE[3], symbol="circle-open", size=9)))
+        fig.add_trace(go.Scatter(x=xs, y=after.tolist(), mode="markers", name="after GCAV edit" if i == 0 else None,
+                                 showlegend=i == 0, marker=dict(color=PALETTE[0], size=7)))
+        x_offset += len(toks) + 1
+    fig.add_hline(y=target, line_dash="dash", line_color="#555", annotation_text=f"target p = {target}")
+    style(fig, title=f"GCAV probability target at {vec.site.short}: per-token probe probability",
+          x="token", y="P(positive sentiment | h) (probe)", width=980, height=460)
+    fig.update_xaxes(tickmode="array", tickvals=ticks, ticktext=labels, tickangle=-60)
+    fig.update_yaxes(range=[-0.02, 1.02])
+    worst = max(errs)
+    s.figure(fig, "gcav_probability_target", "GCAV probability-target demo",
+             "For each token of three held-out sentences, the sentiment probe's probability before and after the "
+             "GCAV edit (Zhang et al. 2025): tokens below the target are moved along w/‖w‖ by exactly "
+             "ε = (logit(p⁺) − b − wᵀh)/‖w‖; tokens already above it are left alone.",
+             {"max |p_after − target| where pushed": f"{worst:.1e}",
+              "tokens left unchanged": f"{untouched} of {total}"})
+    s.number("GCAV max |p − target|", f"{worst:.1e}")
+
+
+def step_sae(model, cfg: TourConfig, state: dict, s: _Step) -> None:
+    """Input vs output scores of SAE features per layer (Arad et al. 2025), and one feature dashboard."""
+    from .sae.dashboard import write_dashboards
+    from .sae.loading import list_local_saes, load_sae
+    from .sae.replication import ReplicationConfig, cooccurrence, score_saes, score_scatter_figure
+
+    names = list_local_saes()
+    if not names:
+        raise RuntimeError("no trained SAEs in saes/ (train them with `workbench sae train`)")
+    saes = {n: load_sae(n) for n in names}
+    rc = (ReplicationConfig(n_rows=16, n_scored=96, n_steer=4) if cfg.quick
+          else ReplicationConfig(n_rows=128, n_scored=1024))
+    scores = score_saes(model, saes, rc, progress=True, log=lambda *a: None)
+    tables = {n: fs.table for n, fs in scores.items()}
+    nums = {}
+    for n, t in tables.items():
+        co = cooccurrence(t, min_examples=rc.min_examples)
+        key = next((k for k in ("both_high", "n_both_high", "both") if k in co), None)
+        if key is not None:
+            nums[f"{n}: both high"] = str(co[key])
+        nums[f"{n}: median S_out"] = f"{t['output_score'].median():.4f}"
+    s.figure(score_scatter_figure(tables, min_examples=rc.min_examples), "sae_input_vs_output_scores",
+             "SAE input vs output scores",
+             f"Input score (share of top-activating examples whose max token is among the feature's top-20 logit-lens "
+             f"tokens) against output score (measured steering effect at the last position of a neutral prompt, SAE "
+             f"error kept) for {rc.n_scored} random features per SAE; held-out corpus of {rc.n_rows} sequences.", nums)
+    last = names[-1]
+    t = tables[last]
+    t = t[t["n_examples"] >= rc.min_examples]
+    feature = int(t.sort_values("output_score", ascending=False)["feature"].iloc[0])
+    folder = cfg.figures_dir / "dashboards"
+    write_dashboards(model, saes[last], scores[last], [feature], folder, name=last)
+    # the dashboard's own figures go into the gallery as one entry (its logit lens panel)
+    from .sae.dashboard import logit_lens_figure
+
+    s.figure(logit_lens_figure(scores[last].lens, feature, model.tokenizer), "sae_feature_dashboard_logit_lens",
+             f"Feature dashboard: {last} #{feature}",
+             f"Logit-lens top and bottom tokens of the highest-output-score feature; the full dashboard "
+             f"(top contexts, activation histogram, scores) is figures/dashboards/.",
+             {"feature": str(feature), "S_out": f"{float(t.set_index('feature').loc[feature, 'output_score']):.4f}"})
+    s.result.numbers.update(nums)
+
+
+def step_patching(model, cfg: TourConfig, state: dict, s: _Step) -> None:
+    """IOI-style activation patching, then AtP and RelP against it."""
+    from .patching.faithfulness import grid_heatmap, measure_faithfulness, scatter_figure
+    from .patching.tasks import build_task, check_task, make_metric
+
+    task = build_task(model, "ioi", n=4 if cfg.quick else 12, seed=cfg.seed)
+    check = check_task(model, task)
+    kept = check.kept
+    metric = make_metric(model, kept)
+    streams = ("resid_pre",) if cfg.quick else ("resid_pre", "attn_out", "mlp_out")
+    res = measure_faithfulness(model, kept, metric, streams, progress=True)
+    toks = model.to_str_tokens(kept.clean[0]) if kept.clean_prompts else None
+    corr = res.correlations
+    s.figure(grid_heatmap(res.act["resid_pre"], tokens=toks, title="IOI activation patching: resid_pre (layer × position)",
+                          zlabel="normalised logit diff"),
+             "patching_act_resid_pre", "Activation patching heatmap",
+             f"Normalised logit difference (clean = 1, corrupted = 0) when the clean resid_pre at (layer, position) is "
+             f"patched into the corrupted IOI run; mean over {kept.n} prompts the model gets right "
+             f"(clean accuracy {check.clean_accuracy:.2f}).",
+             {"IOI clean accuracy": f"{check.clean_accuracy:.2f}", "prompts kept": f"{kept.n} of {check.n_total}"})
+    for stream in streams:
+        nums = {f"Pearson r, {m}": f"{corr[m][stream]:.3f}" for m in corr}
+        s.figure(scatter_figure(res, stream), f"patching_faithfulness_{stream}",
+                 f"Activation patching vs AtP vs RelP ({stream})",
+                 "Each point is one (layer, position): the attribution estimate against the real activation-patching "
+                 "effect; RelP uses LRP rules (Jafari et al. 2025), relp_attn adds the CP-LRP attention rule.", nums)
+        s.result.numbers.update({f"{stream} r {m}": f"{corr[m][stream]:.3f}" for m in corr})
+    s.number("act-patching s / AtP s", f"{res.seconds.get('act', float('nan')):.1f} / {res.seconds.get('atp', float('nan')):.2f}")
+
+
+STEPS: Dict[str, Callable] = {
+    "lens": step_lens, "probes": step_probes, "steering": step_steering, "gcav": step_gcav, "sae": step_sae,
+    "patching": step_patching,
+}
+STEP_NAMES = tuple(STEPS)
+
+
+def run_tour(cfg: TourConfig = TourConfig(), *, model=None, console=None) -> List[StepResult]:
+    """Run every step (a failing step is reported, the others still run), write the gallery."""
+    from .models import load_model
+
+    cfg.figures_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    model = model if model is not None else load_model()
+    state: dict = {}
+    results = []
+    for name in cfg.steps or STEP_NAMES:
+        step = _Step(name, cfg)
+        if console is not None:
+            console.rule(f"[bold]{name}")
+        t0 = time.perf_counter()
+        try:
+            with torch.no_grad():
+                STEPS[name](model, cfg, state, step)
+        except Exception as err:  # reported in the summary; the tour exits non-zero
+            step.result.error = f"{err.__class__.__name__}: {err}"
+            if console is not None:
+                console.print(f"[red]step {name} failed[/]: {step.result.error}")
+                console.print(traceback.format_exc())
+        step.result.seconds = time.perf_counter() - t0
+        results.append(step.result)
+    entries = [e for r in results for e in r.entries]
+    if entries:
+        write_gallery(entries, cfg.figures_dir,
+                      subtitle=f"Figures from `{cfg.command}` on SmolLM2-135M-Instruct (embedded, 4-bit GGUF dequantised). "
+                               "Click a figure's links for the interactive HTML and the SVG.")
+    return results
+
+
+def summary_table(results: List[StepResult]):
+    from rich.table import Table
+
+    t = Table(title="workbench tour: the numbers behind each figure", show_lines=True)
+    t.add_column("step")
+    t.add_column("seconds", justify="right")
+    t.add_column("figures", justify="right")
+    t.add_column("numbers")
+    for r in results:
+        nums = "\n".join(f"{k}: {v}" for k, v in r.numbers.items())
+        if r.error:
+            nums = f"[red]FAILED: {r.error}[/]\n" + nums
+        t.add_row(r.name, f"{r.seconds:.1f}", str(len(r.entries)), nums)
+    return t

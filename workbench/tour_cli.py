@@ -1,0 +1,36 @@
+"""``workbench tour``."""
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def tour(
+    quick: bool = typer.Option(False, "--quick", help="a one-minute version with tiny budgets"),
+    figures: Path = typer.Option(Path("figures"), help="directory for figures and the gallery page"),
+    static: bool = typer.Option(True, help="also write PNG and SVG (needs Chromium for kaleido)"),
+    step: Optional[List[str]] = typer.Option(None, "--step", help="run only these steps (repeatable)"),
+) -> None:
+    """Run the whole workbench end to end on the embedded model; write figures/ and figures/index.html."""
+    import time
+
+    from rich.console import Console
+
+    from .tour import STEP_NAMES, TourConfig, run_tour, summary_table
+
+    console = Console()
+    try:
+        cfg = TourConfig(quick=quick, figures_dir=figures, static=static, steps=tuple(step) if step else None)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    t0 = time.perf_counter()
+    results = run_tour(cfg, console=console)
+    console.print(summary_table(results))
+    console.print(f"tour finished in {time.perf_counter() - t0:.0f} s; gallery: {figures / 'index.html'} "
+                  f"(steps: {', '.join(STEP_NAMES)})")
+    if any(r.error for r in results):
+        raise typer.Exit(code=1)
+
+
+commands = {"tour": tour}
