@@ -502,12 +502,14 @@ def target_curve(
 
 
 def kl_figure(kl: Dict[str, Tensor], *, title: Optional[str] = None) -> go.Figure:
-    """KL to the final distribution per layer (nats, log scale): logit lens vs tuned lens."""
+    """KL to the final distribution per layer (nats, log scale): logit lens vs tuned lens. The last
+    layer (KL exactly 0 for both: its lens is the output) is left out of the log-scale plot."""
     fig = go.Figure()
     for i, (name, v) in enumerate(kl.items()):
-        fig.add_trace(go.Scatter(x=list(range(len(v))), y=v.clamp(min=1e-4).numpy(), mode="lines+markers",
+        v = v[:-1]
+        fig.add_trace(go.Scatter(x=list(range(len(v))), y=v.clamp(min=1e-6).numpy(), mode="lines+markers",
                                  name=f"{name} lens", line=dict(color=PALETTE[i % len(PALETTE)])))
-    style(fig, title=title or "KL(final ‖ lens) by layer on held-out text", x="layer (resid_post)", y="KL (nats, log scale)")
+    style(fig, title=title or "KL(final ‖ lens) by layer on held-out text (last layer: 0)", x="layer (resid_post)", y="KL (nats, log scale)")
     fig.update_yaxes(type="log")
     return fig
 
