@@ -133,7 +133,6 @@ def steer(
     clamp: bool = typer.Option(False, help="clamp the feature to s × max activation in the SAE basis instead of adding"),
 ) -> None:
     """Steer with one feature on the last prompt token and every generated token; print the text."""
-
     from ..models import load_model
     from ..registry import HookRegistry
     from .loading import load_sae, sae_site
@@ -215,6 +214,7 @@ def bench_command(
     sae: Optional[str] = typer.Option(None, help="local SAE (default: the layer-15 one, else the first)"),
     n_naive: int = typer.Option(32, help="features timed in the naive loop (extrapolated per feature)"),
     batch_size: int = typer.Option(256, help="features per batched forward pass"),
+    n_float64: int = typer.Option(8, help="features re-checked with model and SAE in float64 (0 = skip)"),
     json_out: Optional[Path] = typer.Option(None, help="also write the numbers as JSON here"),
 ) -> None:
     """Output scores of every latent of one SAE: batched vs one forward pass per feature."""
@@ -223,11 +223,16 @@ def bench_command(
     from ..bench import timing_table
     from ..bench.sae import run_sae_bench
 
-    rows, info = run_sae_bench(sae, n_naive=n_naive, batch_size=batch_size, console=console)
+    rows, info = run_sae_bench(sae, n_naive=n_naive, batch_size=batch_size, n_float64=n_float64, console=console)
     console.print(timing_table(rows, "bench sae (ratio < 1 = faster than the baseline)"))
-    console.print(f"speed-up {info['speedup']:.1f}× (goal ≥ 20×); the naive loop was timed on {info['naive_subset']} "
-                  f"features and extrapolated per feature to all {info['d_sae']}; scores on that subset: max |Δ| "
-                  f"{info['max_abs_diff']:.2e}, allclose(rtol 1e-4) = {info['allclose_rtol1e-4']}")
+    console.print(f"speed-up {info['speedup']:.1f}× (goal ≥ 20×). The naive loop (one forward pass per feature) was timed "
+                  f"on {info['naive_subset']} features ({info['naive_subset_seconds']:.1f} s) and extrapolated per feature "
+                  f"to all {info['d_sae']} latents.")
+    console.print(f"scores on that subset, float32: max |Δ| {info['max_abs_diff']:.2e} (max relative {info['max_rel_diff']:.1e}), "
+                  f"{info['n_exactly_equal']}/{info['naive_subset']} bit-identical, allclose(rtol 1e-4) = {info['allclose_rtol1e-4']}")
+    if "float64_features" in info:
+        console.print(f"float64 re-check: {info['float64_bit_identical']}/{info['float64_features']} scores bit-identical "
+                      f"(max |Δ| {info['float64_max_abs_diff']:.1e})")
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(info, indent=2))
