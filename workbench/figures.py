@@ -7,6 +7,7 @@ Chromium: Debian's ``chromium`` is used when present, through ``BROWSER_PATH``).
 
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
@@ -77,7 +78,9 @@ def save_figure(fig: go.Figure, name: str, *, directory: Union[str, Path, None] 
         else:
             _setup_kaleido()
             try:
-                fig.write_image(path, scale=scale if fmt == "png" else 1.0)
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="The kopts argument is ignored")
+                    fig.write_image(path, scale=scale if fmt == "png" else 1.0)
             except Exception as err:  # kaleido without a browser
                 raise RuntimeError(
                     f"static export to {fmt} failed ({err.__class__.__name__}: {err}). Install Debian's chromium "
@@ -85,3 +88,29 @@ def save_figure(fig: go.Figure, name: str, *, directory: Union[str, Path, None] 
                 ) from err
         written[fmt] = path
     return written
+
+
+class static_export_server:
+    """Context manager keeping one headless browser open for every static export inside it
+    (kaleido's sync server), instead of starting one per image. Safe to nest; a no-op if kaleido
+    cannot start a server."""
+
+    def __enter__(self):
+        import kaleido
+
+        _setup_kaleido()
+        self._started = False
+        try:
+            if not kaleido._global_server.is_running():
+                kaleido.start_sync_server(silence_warnings=True)
+                self._started = True
+        except Exception:  # fall back to one browser per image
+            self._started = False
+        return self
+
+    def __exit__(self, *exc):
+        if self._started:
+            import kaleido
+
+            kaleido.stop_sync_server(silence_warnings=True)
+        return False

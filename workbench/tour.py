@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from .figures import FIGURES_DIR, save_figure
+from .figures import FIGURES_DIR, save_figure, static_export_server
 from .gallery import GalleryEntry, write_gallery
 
 
@@ -104,10 +104,11 @@ def step_probes(model, cfg: TourConfig, state: dict, s: _Step) -> None:
     from .concepts.extract import extract
     from .concepts.plots import layer_accuracy_figure
     from .concepts.vectors import best_layer, fit_vector, layer_sweep
+    from .sites import Site
 
     concepts = available_concepts()
     layers = list(range(2, model.cfg.n_layers, 6)) if cfg.quick else list(range(0, model.cfg.n_layers, 2))
-    n_train, n_test = (40, 30) if cfg.quick else (200, 60)
+    n_train, n_test = (24, 16) if cfg.quick else (200, 60)
     if cfg.quick:
         concepts = [c for c in concepts if c in ("sentiment", "language")] or concepts[:2]
     sweeps = []
@@ -125,7 +126,7 @@ def step_probes(model, cfg: TourConfig, state: dict, s: _Step) -> None:
         acc = float(sweep.loc[sweep["site"] == best, "test_accuracy"].iloc[0])
         s.number(f"{name}: best layer / held-out acc.", f"{best} / {acc:.3f}")
         if name == "sentiment":
-            state["sentiment_probe"] = fit_vector("logistic", best, tr[best][:n], tr[best][n:], concept=name)
+            state["sentiment_probe"] = fit_vector("logistic", Site.parse(best), tr[best][:n], tr[best][n:], concept=name)
             state["sentiment_texts"] = list(test.negative[:4]) + list(test.positive[:2])
     table = pd.concat(sweeps, ignore_index=True)
     table.to_csv(cfg.figures_dir / "concepts_probe_accuracy_by_layer.csv", index=False)
@@ -139,7 +140,7 @@ def step_steering(model, cfg: TourConfig, state: dict, s: _Step) -> None:
     """The steering bake-off on sentiment: dose-response curves and the success-vs-fluency frontier."""
     from .concepts.bakeoff import BakeoffConfig, run_bakeoff
 
-    config = (BakeoffConfig.for_budget("small", grid=(4.0, 8.0)) if cfg.quick
+    config = (BakeoffConfig.for_budget("small", n_prompts=3, max_new_tokens=6) if cfg.quick
               else BakeoffConfig(n_prompts=12, max_new_tokens=20))
     result = run_bakeoff(model, config, progress=True)
     result.table.to_csv(cfg.figures_dir / "concepts_bakeoff_sentiment.csv", index=False)
@@ -266,7 +267,7 @@ def step_patching(model, cfg: TourConfig, state: dict, s: _Step) -> None:
 
     task = build_task(model, "ioi", n=4 if cfg.quick else 12, seed=cfg.seed)
     check = check_task(model, task)
-    kept = check.kept
+    kept = check.kept.head(1) if cfg.quick else check.kept  # quick: one prompt (450 patches)
     metric = make_metric(model, kept)
     streams = ("resid_pre",) if cfg.quick else ("resid_pre", "attn_out", "mlp_out")
     res = measure_faithfulness(model, kept, metric, streams, progress=True)
@@ -278,7 +279,8 @@ def step_patching(model, cfg: TourConfig, state: dict, s: _Step) -> None:
              f"Normalised logit difference (clean = 1, corrupted = 0) when the clean resid_pre at (layer, position) is "
              f"patched into the corrupted IOI run; mean over {kept.n} prompts the model gets right "
              f"(clean accuracy {check.clean_accuracy:.2f}).",
-             {"IOI clean accuracy": f"{check.clean_accuracy:.2f}", "prompts kept": f"{kept.n} of {check.n_total}"})
+             {"IOI clean accuracy": f"{check.clean_accuracy:.2f}",
+              "prompts kept / patched": f"{check.kept.n} of {check.n_total} / {kept.n}"})
     for stream in streams:
         nums = {f"Pearson r, {m}": f"{corr[m][stream]:.3f}" for m in corr}
         s.figure(scatter_figure(res, stream), f"patching_faithfulness_{stream}",
@@ -305,6 +307,11 @@ def run_tour(cfg: TourConfig = TourConfig(), *, model=None, console=None) -> Lis
     model = model if model is not None else load_model()
     state: dict = {}
     results = []
+    exporter = static_export_server()  # one headless browser for every PNG/SVG of the tour
+    if cfg.static:
+        exporter.__enter__()
+    else:
+        exporter._started = False
     for name in cfg.steps or STEP_NAMES:
         step = _Step(name, cfg)
         if console is not None:
@@ -320,6 +327,7 @@ def run_tour(cfg: TourConfig = TourConfig(), *, model=None, console=None) -> Lis
                 console.print(traceback.format_exc())
         step.result.seconds = time.perf_counter() - t0
         results.append(step.result)
+    exporter.__exit__(None, None, None)
     entries = [e for r in results for e in r.entries]
     if entries:
         write_gallery(entries, cfg.figures_dir,
