@@ -33,7 +33,7 @@ def test_embedded_tasks_have_equal_lengths_single_token_answers_and_the_model_do
     from workbench.patching.tasks import antonym_task, capital_task, ioi_task
 
     for build in (ioi_task, capital_task, antonym_task):
-        task = build(embedded, 6)
+        task = build(embedded, 4)
         assert task.clean.shape == task.corrupted.shape
         check = check_task(embedded, task)
         assert check.clean_accuracy >= 0.5, check.summary()
