@@ -6,6 +6,7 @@ gallery page ``figures/index.html`` and prints a summary table. ``quick=True`` i
 version with tiny budgets (the tests run it).
 """
 
+import contextlib
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -307,33 +308,35 @@ def run_tour(cfg: TourConfig = TourConfig(), *, model=None, console=None) -> Lis
     model = model if model is not None else load_model()
     state: dict = {}
     results = []
-    exporter = static_export_server()  # one headless browser for every PNG/SVG of the tour
-    if cfg.static:
-        exporter.__enter__()
-    else:
-        exporter._started = False
-    for name in cfg.steps or STEP_NAMES:
-        step = _Step(name, cfg)
-        if console is not None:
-            console.rule(f"[bold]{name}")
-        t0 = time.perf_counter()
-        try:
-            with torch.no_grad():
-                STEPS[name](model, cfg, state, step)
-        except Exception as err:  # reported in the summary; the tour exits non-zero
-            step.result.error = f"{err.__class__.__name__}: {err}"
-            if console is not None:
-                console.print(f"[red]step {name} failed[/]: {step.result.error}")
-                console.print(traceback.format_exc())
-        step.result.seconds = time.perf_counter() - t0
-        results.append(step.result)
-    exporter.__exit__(None, None, None)
+    with contextlib.ExitStack() as stack:
+        if cfg.static:
+            stack.enter_context(static_export_server())  # one headless browser for every PNG/SVG
+        for name in cfg.steps or STEP_NAMES:
+            results.append(_run_step(name, model, cfg, state, console))
     entries = [e for r in results for e in r.entries]
     if entries:
         write_gallery(entries, cfg.figures_dir,
                       subtitle=f"Figures from `{cfg.command}` on SmolLM2-135M-Instruct (embedded, 4-bit GGUF dequantised). "
                                "Click a figure's links for the interactive HTML and the SVG.")
     return results
+
+
+def _run_step(name: str, model, cfg: TourConfig, state: dict, console) -> StepResult:
+    """Run one step; a failure is recorded in its result (the tour then exits non-zero)."""
+    step = _Step(name, cfg)
+    if console is not None:
+        console.rule(f"[bold]{name}")
+    t0 = time.perf_counter()
+    try:
+        with torch.no_grad():
+            STEPS[name](model, cfg, state, step)
+    except Exception as err:
+        step.result.error = f"{err.__class__.__name__}: {err}"
+        if console is not None:
+            console.print(f"[red]step {name} failed[/]: {step.result.error}")
+            console.print(traceback.format_exc())
+    step.result.seconds = time.perf_counter() - t0
+    return step.result
 
 
 def summary_table(results: List[StepResult]):
