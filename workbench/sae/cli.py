@@ -203,8 +203,9 @@ def replicate(
         cfg = ReplicationConfig(n_rows=n_rows, n_scored=n_scored, n_steer=n_steer, n_prompts=n_prompts,
                                 max_new_tokens=tokens, strengths=tuple(float(x) for x in strengths.split(",")))
     model = load_model()
+    cache = None if cfg.n_scored is not None else _scores_dir("x").parent
     res = run_replication(model, {n: load_sae(n) for n in names}, cfg, out_dir=out, figures_dir=figures,
-                          log=console.print)
+                          scores_cache=cache, log=console.print)
     console.print(json.dumps({k: res[k] for k in ("pooled_success", "pooled_ratio_high_over_random",
                                                    "pooled_ratio_high_over_low", "ratios", "timing_seconds")},
                              indent=1, default=float))

@@ -39,6 +39,7 @@ from .loading import sae_site
 from .scores import (
     FeatureScores,
     _table_for_csv,
+    save_scores,
     collect_top_examples,
     feature_logit_lens,
     heldout_tokens,
@@ -332,10 +333,11 @@ def _layer_key(label: str):
 
 def run_replication(model, saes: Mapping[str, object], cfg: ReplicationConfig = ReplicationConfig(), *,
                     out_dir: Optional[Path] = Path("results/sae"), figures_dir: Optional[Path] = None,
-                    save: bool = True, progress: bool = True, log=print) -> dict:
+                    scores_cache: Optional[Path] = None, save: bool = True, progress: bool = True, log=print) -> dict:
     """Scores, co-occurrence, layer trend and steering for ``saes`` (``{name: sae}``); writes CSV /
     JSON under ``out_dir`` and figures ``sae_scores_scatter``, ``sae_scores_by_layer`` and
-    ``sae_steering`` when ``save``. Returns the summary dict (plus ``figures`` and ``scores``)."""
+    ``sae_steering`` when ``save``; with ``scores_cache``, each SAE's scores and top examples too
+    (:func:`~workbench.sae.scores.save_scores`). Returns the summary dict (plus ``figures`` and ``scores``)."""
     from ..figures import save_figure
 
     t_start = time.time()
@@ -389,6 +391,8 @@ def run_replication(model, saes: Mapping[str, object], cfg: ReplicationConfig = 
         out_dir.mkdir(parents=True, exist_ok=True)
         for n in saes:
             _table_for_csv(scored[n].table).to_csv(out_dir / f"scores_{n}.csv", index=False)
+            if scores_cache is not None:
+                save_scores(scored[n], Path(scores_cache) / n)  # reused by `workbench sae dashboard` / `steer`
         rows.to_csv(out_dir / "steering_rows.csv", index=False)
         steer.to_csv(out_dir / "steering_summary.csv", index=False)
         (out_dir / "steering_examples.json").write_text(json.dumps(all_examples, indent=1, ensure_ascii=False))
