@@ -76,7 +76,7 @@ de-duplicates its output. A 135M model writes rough sentences, so the shipped da
 
 code(r"""
 from workbench.concepts.generate import generate_concept_set
-gen = generate_concept_set(model, "sounds cheerful and happy vs sounds gloomy and sad", n=2, max_new_tokens=24,
+gen = generate_concept_set(model, "sounds cheerful and happy vs sounds gloomy and sad", n=2, max_new_tokens=16,
                            batch_size=2, seed=0, progress=False)
 for p, n in zip(gen.positive, gen.negative):
     print("+", p, "\n-", n)

@@ -66,11 +66,11 @@ def test_run_conditions_is_consistent(embedded):
     judge = judge_for("sentiment")
     v = torch.randn(embedded.cfg.d_model, generator=torch.Generator().manual_seed(0))
     strong = Condition("rand", "positive", 1.0, AddVector(v / v.norm() * 40, 1.0))
-    together, comps = run_conditions(embedded, "resid_post.4", [strong], prompts, judge, max_new_tokens=5, progress=False)
+    together, comps = run_conditions(embedded, "resid_post.4", [strong], prompts, judge, max_new_tokens=3, progress=False)
     base = together[together["method"] == "none"].iloc[0]
     assert base["kl"] == pytest.approx(0.0, abs=1e-6) and base["perplexity_ratio"] == pytest.approx(1.0)
     assert together.loc[together["method"] == "rand", "kl"].item() > 0.01
-    alone, comps_alone = run_conditions(embedded, "resid_post.4", [strong], prompts, judge, max_new_tokens=5,
+    alone, comps_alone = run_conditions(embedded, "resid_post.4", [strong], prompts, judge, max_new_tokens=3,
                                         progress=False, max_rows=2)  # one condition per generate call
     assert list(comps["completion"]) == list(comps_alone["completion"])
     assert math.isfinite(base["perplexity"]) and set(together.columns) >= {"success", "perplexity", "kl", "distinct"}
