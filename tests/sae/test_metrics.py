@@ -157,6 +157,9 @@ def test_activation_metrics_by_hand():
     assert m["l0"] == pytest.approx(2 / 4)
     assert m["dead_share"] == pytest.approx(0.5) and m["n_dead"] == 1
     assert m["fire_counts"].tolist() == [2, 0]
+    # per-coordinate variance 10 and 5, errors 1 and 6
+    assert m["top_variance_dim"] == 0 and m["top_variance_share"] == pytest.approx(10 / 15)
+    assert m["fvu_excl_top_dim"] == pytest.approx(6 / 5)
 
 
 def test_rejects_bad_input(model, tokens):

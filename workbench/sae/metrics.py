@@ -6,7 +6,8 @@ Notation: ``x_t in R^d`` is the activation at the hook for evaluated token ``t``
 * **FVU** (fraction of variance unexplained)
   ``FVU = sum_t ||x_t - x̂_t||^2 / sum_t ||x_t - x̄||^2`` with ``x̄ = (1/N) sum_t x_t``;
   ``1 - FVU`` is the explained variance. The denominator is accumulated in float64 as
-  ``sum_t ||x_t||^2 - N ||x̄||^2``.
+  ``sum_t ||x_t||^2 - N ||x̄||^2``. ``fvu_excl_top_dim`` is the same ratio with the single
+  highest-variance coordinate left out (see :class:`ActivationStats`).
 * **L0** ``= (1/N) sum_t #{i : f_i(x_t) != 0}``, the mean number of active latents per token.
 * **dead share** ``= #{i : f_i(x_t) = 0 for every t} / m``, latents that never fire on these tokens.
 * **CE** is the mean next-token cross-entropy ``-(1/|P|) sum_{(b,p) in P} log softmax(logits_{b,p})[tok_{b,p+1}]``
@@ -37,13 +38,19 @@ _RESID_POST = re.compile(r"blocks\.(\d+)\.hook_resid_post")
 
 
 class ActivationStats:
-    """Running sums for FVU, L0 and dead share over batches of activations ``[n, d]``."""
+    """Running sums for FVU, L0 and dead share over batches of activations ``[n, d]``.
+
+    Besides the FVU it reports how concentrated the variance is: ``top_variance_dim`` is the
+    coordinate ``j`` with the largest variance, ``top_variance_share = Var_j / sum_j' Var_j'``, and
+    ``fvu_excl_top_dim`` is the FVU with coordinate ``j`` left out of numerator and denominator.
+    SmolLM2's residual stream has one "massive" coordinate (507) holding most of the variance in the
+    middle layers, which makes the plain FVU look better than the rest of the reconstruction is."""
 
     def __init__(self, d_in: int, d_sae: int) -> None:
         self.n = 0
         self.sum_x = torch.zeros(d_in, dtype=torch.float64)
-        self.sum_sq = 0.0
-        self.sum_err = 0.0
+        self.sum_sq = torch.zeros(d_in, dtype=torch.float64)
+        self.sum_err = torch.zeros(d_in, dtype=torch.float64)
         self.l0_sum = 0.0
         self.fired = torch.zeros(d_sae, dtype=torch.long)
 
@@ -51,8 +58,8 @@ class ActivationStats:
         x64 = x.reshape(-1, x.shape[-1]).double()
         self.n += x64.shape[0]
         self.sum_x += x64.sum(0)
-        self.sum_sq += float(x64.pow(2).sum())
-        self.sum_err += float((x64 - x_hat.reshape(x64.shape).double()).pow(2).sum())
+        self.sum_sq += x64.pow(2).sum(0)
+        self.sum_err += (x64 - x_hat.reshape(x64.shape).double()).pow(2).sum(0)
         active = feats.reshape(-1, feats.shape[-1]) != 0
         self.l0_sum += float(active.sum())
         self.fired += active.sum(0)
@@ -60,14 +67,20 @@ class ActivationStats:
     def result(self) -> dict:
         if self.n == 0:
             raise ValueError("no activations were evaluated")
-        total_var = self.sum_sq - float(self.sum_x.pow(2).sum()) / self.n
+        var = self.sum_sq - self.sum_x.pow(2) / self.n  # n * per-coordinate variance
+        total_var, total_err = float(var.sum()), float(self.sum_err.sum())
+        top = int(var.argmax())
+        rest_var = total_var - float(var[top])
         return {
-            "fvu": self.sum_err / total_var if total_var > 0 else float("nan"),
-            "mse_per_token": self.sum_err / self.n,
+            "fvu": total_err / total_var if total_var > 0 else float("nan"),
+            "mse_per_token": total_err / self.n,
             "l0": self.l0_sum / self.n,
             "dead_share": float((self.fired == 0).float().mean()),
             "n_dead": int((self.fired == 0).sum()),
             "n_tokens": self.n,
+            "top_variance_dim": top,
+            "top_variance_share": float(var[top]) / total_var if total_var > 0 else float("nan"),
+            "fvu_excl_top_dim": (total_err - float(self.sum_err[top])) / rest_var if rest_var > 0 else float("nan"),
         }
 
 
