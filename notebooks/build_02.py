@@ -245,7 +245,10 @@ md(r"""
    with a judge, and compare the held-out probe accuracy with the template data. What does the gap tell you?
 5. **Goodhart check.** Find a strength where VADER says "positive" but the text is degenerate (look at
    `distinct` and the completions). Which metric in the table catches it?
-6. **Language.** Steer toward French with the `language` concept and measure the `py3langid` share. Is
+6. **Projections and the attention sink.** The first token's residual vector has a component along $\hat r$
+   roughly 9× larger than other tokens (≈184 vs ≈21 at layer 6), so ablation and ACE move it by ~40 ‖r‖ when they
+   act on `positions="all"`. Rerun them with `positions=slice(1, None)` and compare their frontiers.
+7. **Language.** Steer toward French with the `language` concept and measure the `py3langid` share. Is
    English → French easier than French → English for this model?
 """)
 
