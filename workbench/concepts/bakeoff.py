@@ -10,7 +10,7 @@ unsteered perplexity. The winner has the widest controllable range: (best share 
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Tuple
 
 import pandas as pd
 import torch

@@ -13,7 +13,7 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 from tqdm.auto import tqdm
 

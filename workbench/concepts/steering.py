@@ -14,7 +14,7 @@ processing and KV-cached generation on exactly the positions the user selects.
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal, Optional, Sequence, Tuple
+from typing import Literal, Optional, Tuple
 
 import torch
 from jaxtyping import Float

@@ -10,8 +10,8 @@ and "random CAVs" between two random sets; a two-sided t-test (``scipy.stats.tte
 two lists of TCAV scores. Gradients are computed once; each CAV only costs a probe fit.
 """
 
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Union
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import torch

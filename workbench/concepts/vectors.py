@@ -17,7 +17,6 @@ Methods (formulas as in METHODS.md §1):
 """
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
