@@ -9,7 +9,11 @@ import pytest
 import torch
 
 from workbench.sae.replication import (
+    FILTERED,
     GROUPS,
+    HIGH,
+    LOW,
+    RANDOM,
     ReplicationConfig,
     continuation_nll,
     cooccurrence,
@@ -71,26 +75,31 @@ def test_cooccurrence_by_hand():
 def test_pick_groups_high_low_random():
     t = _table(60)
     t.loc[:4, "n_examples"] = 2  # too few examples: never chosen
-    groups = pick_groups(t, 5, min_examples=10, seed=1)
+    groups = pick_groups(t, 5, min_examples=10, filter_threshold=0.1, seed=1)
     eligible = t[t["n_examples"] >= 10].sort_values("output_score", ascending=False)
-    assert groups[GROUPS[0]] == eligible["feature"].head(5).tolist()
-    assert groups[GROUPS[2]] == eligible["feature"].tail(5).tolist()
-    assert len(set(groups[GROUPS[1]])) == 5 and set(groups[GROUPS[1]]) <= set(eligible["feature"])
+    assert groups[HIGH] == eligible["feature"].head(5).tolist()
+    assert groups[LOW] == eligible["feature"].tail(5).tolist()
+    for g in (RANDOM, FILTERED):
+        assert len(set(groups[g])) == 5 and set(groups[g]) <= set(eligible["feature"])
+    assert (t.set_index("feature").loc[groups[FILTERED], "output_score"] >= 0.1).all()
     with pytest.raises(ValueError, match="need 300"):
         pick_groups(t, 100)
+    with pytest.raises(ValueError, match="S_out >= 0.5"):
+        pick_groups(t, 5, filter_threshold=0.5)
 
 
 def test_summary_ratios_by_hand():
     rows = []
-    for group, succ in zip(GROUPS, (0.6, 0.2, 0.1)):
+    for group, succ in zip(GROUPS, (0.6, 0.4, 0.2, 0.1)):
         for f in range(2):
             for p in range(2):
                 rows.append({"layer": "L6", "group": group, "feature": f + 10 * GROUPS.index(group), "strength": 4.0,
                              "prompt": str(p), "success": succ + (0.1 if f else -0.1), "nll": math.log(5.0), "n_tokens": 4})
     s = summarise_steering(pd.DataFrame(rows))
-    hi = s[s["group"] == GROUPS[0]].iloc[0]
+    hi = s[s["group"] == HIGH].iloc[0]
     assert hi["success"] == pytest.approx(0.6)
     assert hi["ratio_high_over_random"] == pytest.approx(3.0) and hi["ratio_high_over_low"] == pytest.approx(6.0)
+    assert hi["ratio_filtered_over_random"] == pytest.approx(2.0)
     assert hi["perplexity_median"] == pytest.approx(5.0)
     assert isinstance(steering_figure(s), go.Figure)
 

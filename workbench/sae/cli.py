@@ -181,6 +181,7 @@ def replicate(
     n_scored: Optional[int] = typer.Option(None, help="output-score this many random features per SAE (default all)"),
     n_rows: int = typer.Option(256, help="held-out sequences for input scores"),
     n_steer: int = typer.Option(12, help="features per group per layer"),
+    filter_threshold: float = typer.Option(0.01, help="'filtered random' group: random features with S_out >= this"),
     n_prompts: int = typer.Option(8, help="prompts per feature"),
     tokens: int = typer.Option(16, help="new tokens per generation"),
     strengths: str = typer.Option("2,4,8", help="comma-separated strengths s"),
@@ -201,13 +202,15 @@ def replicate(
         cfg = ReplicationConfig.small()
     else:
         cfg = ReplicationConfig(n_rows=n_rows, n_scored=n_scored, n_steer=n_steer, n_prompts=n_prompts,
+                                filter_threshold=filter_threshold,
                                 max_new_tokens=tokens, strengths=tuple(float(x) for x in strengths.split(",")))
     model = load_model()
     cache = None if cfg.n_scored is not None else _scores_dir("x").parent
     res = run_replication(model, {n: load_sae(n) for n in names}, cfg, out_dir=out, figures_dir=figures,
                           scores_cache=cache, log=console.print)
-    console.print(json.dumps({k: res[k] for k in ("pooled_success", "pooled_ratio_high_over_random",
-                                                   "pooled_ratio_high_over_low", "ratios", "timing_seconds")},
+    console.print(json.dumps({k: res[k] for k in ("pooled_success", "pooled_ratio_filtered_over_random",
+                                                   "pooled_ratio_high_over_random", "pooled_ratio_high_over_low",
+                                                   "ratios", "timing_seconds")},
                              indent=1, default=float))
 
 

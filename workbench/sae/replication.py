@@ -6,14 +6,15 @@
    ``S_in ≥ τ_in`` and ``S_out`` in the top decile of its layer, against the share expected if the
    two were independent (the product of the marginals), plus Spearman's ρ.
 3. **Layer trend** of both scores.
-4. **Steering** with three groups of features per layer — the highest output scores, random
-   features, the lowest output scores (all among features with ≥ 10 examples, so their max
-   activation is known) — by adding ``s × max activation`` of the feature on the last prompt token and
+4. **Steering** with four groups of features per layer — the highest output scores; random
+   features among those with ``S_out ≥ 0.01`` (the paper's filtering: drop low-output-score
+   features); random features; the lowest output scores (all among features with ≥ 10 examples, so
+   their max activation is known) — by adding ``s × max activation`` of the feature on the last prompt token and
    every generated token (:func:`~workbench.sae.steering.steer_feature`), for a few strengths ``s``.
    *Generation success* is the share of generated tokens in the feature's top-20 logit-lens tokens
    ``T_i``; *fluency* is the perplexity of the generated tokens under the unsteered model. The paper
    reports 2–3× better steering after filtering by output score; :func:`summarise_steering` gives
-   our ratios (high / random and high / low) at each strength.
+   our ratios (filtered / random, high / random, high / low) at each strength.
 
 Every generation row steers a different feature (per-row :class:`~workbench.sae.steering.AddFeature`),
 so one ``reg.generate`` call covers a whole layer × strength.
@@ -55,7 +56,8 @@ PREFIXES = (
     "When I got home,", "The main idea is", "Some people believe", "On the other hand,", "We decided to",
     "This story is about",
 )
-GROUPS = ("high output score", "random", "low output score")
+HIGH, FILTERED, RANDOM, LOW = "high output score", "filtered random", "random", "low output score"
+GROUPS = (HIGH, FILTERED, RANDOM, LOW)
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class ReplicationConfig:
     min_examples: int = 10
     input_threshold: float = 0.5
     output_quantile: float = 0.9
+    filter_threshold: float = 0.01     # "filtered random": random features with S_out >= this
     seed: int = 0
     batch_size: int = 128
 
@@ -179,19 +182,26 @@ def continuation_nll(model, tokens: Tensor, attention_mask: Tensor, prompt_width
     return torch.cat(out)
 
 
-def pick_groups(table: pd.DataFrame, n: int, *, min_examples: int = 10, seed: int = 0) -> Dict[str, List[int]]:
-    """The ``n`` highest- and lowest-output-score features and ``n`` random ones, among scored
-    features with at least ``min_examples`` top examples."""
+def pick_groups(table: pd.DataFrame, n: int, *, min_examples: int = 10, filter_threshold: float = 0.01,
+                seed: int = 0) -> Dict[str, List[int]]:
+    """Four groups of ``n`` features, among scored features with at least ``min_examples`` top
+    examples: the highest output scores; random features with ``S_out >= filter_threshold`` (the
+    paper's filtering: drop low-output-score features, then pick); random features; the lowest
+    output scores."""
     t = table.dropna(subset=["output_score"])
     t = t[(t["n_examples"] >= min_examples) & (t["max_activation"] > 0)]
     if len(t) < 3 * n:
         raise ValueError(f"only {len(t)} scored features with >= {min_examples} examples; need {3 * n} for three groups of {n}")
+    kept = t[t["output_score"] >= filter_threshold]["feature"].to_numpy()
+    if len(kept) < n:
+        raise ValueError(f"only {len(kept)} features have S_out >= {filter_threshold}; need {n} (lower filter_threshold)")
     ranked = t.sort_values("output_score", ascending=False, kind="stable")["feature"].tolist()
     rng = np.random.default_rng(seed)
     return {
-        GROUPS[0]: ranked[:n],
-        GROUPS[1]: sorted(int(i) for i in rng.choice(t["feature"].to_numpy(), size=n, replace=False)),
-        GROUPS[2]: ranked[-n:],
+        HIGH: ranked[:n],
+        FILTERED: sorted(int(i) for i in rng.choice(kept, size=n, replace=False)),
+        RANDOM: sorted(int(i) for i in rng.choice(t["feature"].to_numpy(), size=n, replace=False)),
+        LOW: ranked[-n:],
     }
 
 
@@ -252,12 +262,17 @@ def summarise_steering(rows: pd.DataFrame) -> pd.DataFrame:
     out = []
     for (layer, s), g in agg.groupby(["layer", "strength"]):
         m = dict(zip(g["group"], g["success"]))
-        hi, rnd, lo = (m.get(k, float("nan")) for k in GROUPS)
+        hi, filt, rnd, lo = (m.get(k, float("nan")) for k in GROUPS)
         for _, r in g.iterrows():
-            out.append({**r.to_dict(),
-                        "ratio_high_over_random": hi / rnd if rnd > 0 else float("inf") if hi > 0 else float("nan"),
-                        "ratio_high_over_low": hi / lo if lo > 0 else float("inf") if hi > 0 else float("nan")})
+            out.append({**r.to_dict(), "ratio_filtered_over_random": _ratio(filt, rnd),
+                        "ratio_high_over_random": _ratio(hi, rnd), "ratio_high_over_low": _ratio(hi, lo)})
     return pd.DataFrame(out)
+
+
+def _ratio(a: float, b: float) -> float:
+    if b > 0:
+        return a / b
+    return float("inf") if a > 0 else float("nan")
 
 
 # ----------------------------------------------------------------------------- figures
@@ -310,7 +325,9 @@ def steering_figure(summary: pd.DataFrame, *, title: str = "Steering with SAE fe
     for c, layer in enumerate(layers, start=1):
         for gi, group in enumerate(GROUPS):
             g = summary[(summary["layer"] == layer) & (summary["group"] == group)].sort_values("strength")
-            colour = PALETTE[[3, 7, 0][gi]]
+            if g.empty:
+                continue
+            colour = PALETTE[[3, 1, 7, 0][gi]]
             fig.add_trace(go.Scatter(x=g["strength"], y=g["success"], error_y=dict(type="data", array=g["success_sem"].fillna(0)),
                                      mode="lines+markers", name=group, legendgroup=group, showlegend=c == 1,
                                      line=dict(color=colour)), row=1, col=c)
@@ -350,7 +367,8 @@ def run_replication(model, saes: Mapping[str, object], cfg: ReplicationConfig = 
     t0 = time.time()
     for name, sae in saes.items():
         table = scored[name].table
-        groups = pick_groups(table, cfg.n_steer, min_examples=cfg.min_examples, seed=cfg.seed)
+        groups = pick_groups(table, cfg.n_steer, min_examples=cfg.min_examples, filter_threshold=cfg.filter_threshold,
+                             seed=cfg.seed)
         rows, examples = steering_experiment(model, sae, scored[name], groups, cfg, layer_name=label[name], progress=progress)
         all_rows.append(rows)
         all_examples += examples
@@ -371,13 +389,15 @@ def run_replication(model, saes: Mapping[str, object], cfg: ReplicationConfig = 
     rows = pd.concat(all_rows, ignore_index=True)
     steer = summarise_steering(rows)
     summary["steering"] = steer.to_dict(orient="records")
-    ratios = steer[steer["group"] == GROUPS[0]][["layer", "strength", "ratio_high_over_random", "ratio_high_over_low"]]
+    ratios = steer[steer["group"] == HIGH][["layer", "strength", "ratio_filtered_over_random", "ratio_high_over_random",
+                                             "ratio_high_over_low"]]
     steered = rows[rows["strength"] > 0]
     per_feat = steered.groupby(["group", "feature", "layer"], as_index=False)["success"].mean()
     pooled = per_feat.groupby("group")["success"].mean().to_dict()
     summary["pooled_success"] = pooled
-    summary["pooled_ratio_high_over_random"] = pooled[GROUPS[0]] / pooled[GROUPS[1]] if pooled.get(GROUPS[1], 0) > 0 else None
-    summary["pooled_ratio_high_over_low"] = pooled[GROUPS[0]] / pooled[GROUPS[2]] if pooled.get(GROUPS[2], 0) > 0 else None
+    summary["pooled_ratio_filtered_over_random"] = _ratio(pooled[FILTERED], pooled[RANDOM])
+    summary["pooled_ratio_high_over_random"] = _ratio(pooled[HIGH], pooled[RANDOM])
+    summary["pooled_ratio_high_over_low"] = _ratio(pooled[HIGH], pooled[LOW])
     summary["ratios"] = ratios.to_dict(orient="records")
     summary["timing_seconds"]["total"] = round(time.time() - t_start, 1)
     tables_by_label = {f"{label[n]} ({n})": scored[n].table for n in saes}
