@@ -20,6 +20,7 @@ from workbench.sae.replication import (
     generation_success,
     layer_trend_figure,
     pick_groups,
+    pooled_steering,
     score_scatter_figure,
     steering_figure,
     summarise_steering,
@@ -88,19 +89,25 @@ def test_pick_groups_high_low_random():
         pick_groups(t, 5, filter_threshold=0.5)
 
 
-def test_summary_ratios_by_hand():
+def test_summary_ratios_and_lift_by_hand():
     rows = []
-    for group, succ in zip(GROUPS, (0.6, 0.4, 0.2, 0.1)):
+    for group, succ, base in zip(GROUPS, (0.6, 0.4, 0.2, 0.1), (0.1, 0.2, 0.0, 0.05)):
         for f in range(2):
             for p in range(2):
-                rows.append({"layer": "L6", "group": group, "feature": f + 10 * GROUPS.index(group), "strength": 4.0,
-                             "prompt": str(p), "success": succ + (0.1 if f else -0.1), "nll": math.log(5.0), "n_tokens": 4})
+                feature = f + 10 * GROUPS.index(group)
+                for strength, value in ((0.0, base), (4.0, succ + (0.1 if f else -0.1))):
+                    rows.append({"layer": "L6", "group": group, "feature": feature, "strength": strength, "prompt": str(p),
+                                 "success": value, "nll": math.log(5.0), "n_tokens": 4})
     s = summarise_steering(pd.DataFrame(rows))
-    hi = s[s["group"] == HIGH].iloc[0]
-    assert hi["success"] == pytest.approx(0.6)
+    hi = s[(s["group"] == HIGH) & (s["strength"] == 4.0)].iloc[0]
+    assert hi["success"] == pytest.approx(0.6) and hi["lift"] == pytest.approx(0.5)
     assert hi["ratio_high_over_random"] == pytest.approx(3.0) and hi["ratio_high_over_low"] == pytest.approx(6.0)
     assert hi["ratio_filtered_over_random"] == pytest.approx(2.0)
+    # lifts: high 0.5, filtered 0.2, random 0.2, low 0.05
+    assert hi["lift_ratio_filtered_over_random"] == pytest.approx(1.0) and hi["lift_ratio_high_over_low"] == pytest.approx(10.0)
     assert hi["perplexity_median"] == pytest.approx(5.0)
+    pooled = pooled_steering(pd.DataFrame(rows))
+    assert pooled["lift"][HIGH] == pytest.approx(0.5) and pooled["success_ratio_high_over_random"] == pytest.approx(3.0)
     assert isinstance(steering_figure(s), go.Figure)
 
 

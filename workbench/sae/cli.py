@@ -208,9 +208,7 @@ def replicate(
     cache = None if cfg.n_scored is not None else _scores_dir("x").parent
     res = run_replication(model, {n: load_sae(n) for n in names}, cfg, out_dir=out, figures_dir=figures,
                           scores_cache=cache, log=console.print)
-    console.print(json.dumps({k: res[k] for k in ("pooled_success", "pooled_ratio_filtered_over_random",
-                                                   "pooled_ratio_high_over_random", "pooled_ratio_high_over_low",
-                                                   "ratios", "timing_seconds")},
+    console.print(json.dumps({k: res[k] for k in ("pooled", "timing_seconds")},
                              indent=1, default=float))
 
 

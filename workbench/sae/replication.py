@@ -252,21 +252,45 @@ def steering_experiment(model, sae, scores: FeatureScores, groups: Mapping[str, 
 
 
 def summarise_steering(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per layer × strength × group: mean generation success over features (± s.e.m.), median
-    perplexity, and the ratios high / random and high / low of mean success."""
+    """Per layer × strength × group: mean generation success over features (± s.e.m.), mean *lift*
+    (a feature's success minus its success on the unsteered generations, strength 0, which is not
+    zero when ``T_i`` holds common tokens), median perplexity, and the ratios of mean success and
+    of mean lift: filtered / random, high / random, high / low."""
     per_feature = rows.groupby(["layer", "strength", "group", "feature"], as_index=False).agg(
         success=("success", "mean"), nll=("nll", "mean"))
+    base = per_feature[per_feature["strength"] == 0][["layer", "group", "feature", "success"]].rename(columns={"success": "base"})
+    per_feature = per_feature.merge(base, on=["layer", "group", "feature"], how="left")
+    per_feature["lift"] = per_feature["success"] - per_feature["base"].fillna(0.0)
     agg = per_feature.groupby(["layer", "strength", "group"], as_index=False).agg(
-        success=("success", "mean"), success_sem=("success", "sem"), n_features=("feature", "count"),
-        perplexity_median=("nll", lambda x: float(np.exp(np.median(x)))))
+        success=("success", "mean"), success_sem=("success", "sem"), lift=("lift", "mean"), lift_sem=("lift", "sem"),
+        n_features=("feature", "count"), perplexity_median=("nll", lambda x: float(np.exp(np.median(x)))))
     out = []
     for (layer, s), g in agg.groupby(["layer", "strength"]):
-        m = dict(zip(g["group"], g["success"]))
-        hi, filt, rnd, lo = (m.get(k, float("nan")) for k in GROUPS)
+        succ = dict(zip(g["group"], g["success"]))
+        lift = dict(zip(g["group"], g["lift"]))
         for _, r in g.iterrows():
-            out.append({**r.to_dict(), "ratio_filtered_over_random": _ratio(filt, rnd),
-                        "ratio_high_over_random": _ratio(hi, rnd), "ratio_high_over_low": _ratio(hi, lo)})
+            row = r.to_dict()
+            for label, m in (("", succ), ("lift_", lift)):
+                hi, filt, rnd, lo = (m.get(k, float("nan")) for k in GROUPS)
+                row[f"{label}ratio_filtered_over_random"] = _ratio(filt, rnd)
+                row[f"{label}ratio_high_over_random"] = _ratio(hi, rnd)
+                row[f"{label}ratio_high_over_low"] = _ratio(hi, lo)
+            out.append(row)
     return pd.DataFrame(out)
+
+
+def pooled_steering(rows: pd.DataFrame) -> dict:
+    """Over all layers and strengths > 0: mean success and mean lift per group (each feature × strength
+    counts once), and their ratios."""
+    s = summarise_steering(rows)
+    s = s[s["strength"] > 0]
+    out = {"success": s.groupby("group")["success"].mean().to_dict(), "lift": s.groupby("group")["lift"].mean().to_dict()}
+    for key in ("success", "lift"):
+        m = out[key]
+        out[f"{key}_ratio_filtered_over_random"] = _ratio(m.get(FILTERED, float("nan")), m.get(RANDOM, float("nan")))
+        out[f"{key}_ratio_high_over_random"] = _ratio(m.get(HIGH, float("nan")), m.get(RANDOM, float("nan")))
+        out[f"{key}_ratio_high_over_low"] = _ratio(m.get(HIGH, float("nan")), m.get(LOW, float("nan")))
+    return out
 
 
 def _ratio(a: float, b: float) -> float:
@@ -298,22 +322,25 @@ def score_scatter_figure(tables: Mapping[str, pd.DataFrame], *, min_examples: in
 
 def layer_trend_figure(tables: Mapping[int, pd.DataFrame], *, min_examples: int = 10,
                        title: str = "Input and output scores by layer") -> go.Figure:
-    """Mean (± s.e.m.) of each score against the SAE's layer."""
+    """Two panels against the SAE's layer: mean (± s.e.m.) input score and mean output score, over
+    features with ≥ ``min_examples`` top examples (y axes start at 0)."""
     layers = sorted(tables)
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    for key, colour, secondary in (("input_score", PALETTE[0], False), ("output_score", PALETTE[3], True)):
-        means, sems = [], []
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("input score S_in", "output score S_out"), horizontal_spacing=0.14)
+    for col, (key, colour) in enumerate((("input_score", PALETTE[0]), ("output_score", PALETTE[3])), start=1):
+        means, sems, ns = [], [], []
         for L in layers:
             t = tables[L]
             v = t[t["n_examples"] >= min_examples][key].dropna()
             means.append(float(v.mean()) if len(v) else float("nan"))
             sems.append(float(v.sem()) if len(v) > 1 else 0.0)
+            ns.append(len(v))
         fig.add_trace(go.Scatter(x=layers, y=means, error_y=dict(type="data", array=sems), mode="lines+markers",
-                                 name=f"mean {key.replace('_', ' ')}", line=dict(color=colour)), secondary_y=secondary)
-    fig.update_xaxes(title_text="layer (resid_post)", tickvals=layers)
-    fig.update_yaxes(title_text="mean input score (share)", secondary_y=False, color=PALETTE[0])
-    fig.update_yaxes(title_text="mean output score", secondary_y=True, color=PALETTE[3])
-    return style(fig, title=title)
+                                 name=f"mean {key.replace('_', ' ')}", line=dict(color=colour), showlegend=False,
+                                 customdata=ns, hovertemplate="layer %{x}: mean %{y:.4f} over %{customdata} features<extra></extra>"),
+                      row=1, col=col)
+        fig.update_xaxes(title_text="layer (resid_post)", tickvals=layers, row=1, col=col)
+        fig.update_yaxes(title_text=f"mean {key.replace('_', ' ')} (± s.e.m.)", rangemode="tozero", row=1, col=col)
+    return style(fig, title=title, width=820, height=420)
 
 
 def steering_figure(summary: pd.DataFrame, *, title: str = "Steering with SAE features: success and fluency") -> go.Figure:
@@ -389,16 +416,9 @@ def run_replication(model, saes: Mapping[str, object], cfg: ReplicationConfig = 
     rows = pd.concat(all_rows, ignore_index=True)
     steer = summarise_steering(rows)
     summary["steering"] = steer.to_dict(orient="records")
-    ratios = steer[steer["group"] == HIGH][["layer", "strength", "ratio_filtered_over_random", "ratio_high_over_random",
-                                             "ratio_high_over_low"]]
-    steered = rows[rows["strength"] > 0]
-    per_feat = steered.groupby(["group", "feature", "layer"], as_index=False)["success"].mean()
-    pooled = per_feat.groupby("group")["success"].mean().to_dict()
-    summary["pooled_success"] = pooled
-    summary["pooled_ratio_filtered_over_random"] = _ratio(pooled[FILTERED], pooled[RANDOM])
-    summary["pooled_ratio_high_over_random"] = _ratio(pooled[HIGH], pooled[RANDOM])
-    summary["pooled_ratio_high_over_low"] = _ratio(pooled[HIGH], pooled[LOW])
-    summary["ratios"] = ratios.to_dict(orient="records")
+    ratio_cols = [c for c in steer.columns if "ratio" in c]
+    summary["ratios"] = steer[steer["group"] == HIGH][["layer", "strength", *ratio_cols]].to_dict(orient="records")
+    summary["pooled"] = pooled_steering(rows)
     summary["timing_seconds"]["total"] = round(time.time() - t_start, 1)
     tables_by_label = {f"{label[n]} ({n})": scored[n].table for n in saes}
     figs = {
@@ -423,3 +443,27 @@ def run_replication(model, saes: Mapping[str, object], cfg: ReplicationConfig = 
     summary["scores"] = scored
     summary["tables"] = tables_by_label
     return summary
+
+
+def replot(out_dir: Path = Path("results/sae"), figures_dir: Optional[Path] = None, *, save: bool = True) -> Dict[str, go.Figure]:
+    """Rebuild the three replication figures from the CSV / JSON that :func:`run_replication` wrote."""
+    from ..figures import save_figure
+
+    out_dir = Path(out_dir)
+    summary = json.loads((out_dir / "replication.json").read_text())
+    min_examples = summary["config"]["min_examples"]
+    tables = {}
+    for name, info in summary["saes"].items():
+        t = pd.read_csv(out_dir / f"scores_{name}.csv")
+        t["top_tokens"] = [str(x).split(" | ") if isinstance(x, str) else [] for x in t["top_tokens"]]
+        tables[info["layer"]] = t
+    layers = sorted(tables)
+    figs = {
+        "sae_scores_scatter": score_scatter_figure({f"L{L}": tables[L] for L in layers}, min_examples=min_examples),
+        "sae_scores_by_layer": layer_trend_figure(tables, min_examples=min_examples),
+        "sae_steering": steering_figure(pd.read_csv(out_dir / "steering_summary.csv")),
+    }
+    if save:
+        for fname, fig in figs.items():
+            save_figure(fig, fname, directory=figures_dir)
+    return figs
