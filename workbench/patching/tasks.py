@@ -290,12 +290,17 @@ def capital_task(model, n: int = 16, *, seed: int = 0) -> Task:
 
 
 def antonym_task(model, n: int = 16, *, seed: int = 0) -> Task:
-    """Antonyms: "The opposite of hot is" → " cold"; corrupted with another word ("The opposite of
-    up is" → " down"). Words and antonyms are single tokens."""
+    """Antonyms, with a two-shot prefix: "Antonyms: hot and cold, big and small, up and" → " down";
+    corrupted with another word ("..., left and" → " right"). Words and antonyms are single
+    tokens; the two in-prompt examples are not used as test items. (Zero-shot "The opposite of
+    up is" is right for only 16 of the 21 words; this template for 20 of 21, measured.)"""
     tok = model.tokenizer
+    shots = ("hot", "big")
     items = [(w, a) for w, a in ANTONYMS.items()
-             if len(tok(" " + w, add_special_tokens=False)["input_ids"]) == 1 and len(tok(" " + a, add_special_tokens=False)["input_ids"]) == 1]
-    pairs = [(f"The opposite of {w1} is", f"The opposite of {w2} is", " " + a1, " " + a2)
+             if w not in shots
+             and len(tok(" " + w, add_special_tokens=False)["input_ids"]) == 1 and len(tok(" " + a, add_special_tokens=False)["input_ids"]) == 1]
+    prefix = "Antonyms: " + ", ".join(f"{w} and {ANTONYMS[w]}" for w in shots) + ", "
+    pairs = [(f"{prefix}{w1} and", f"{prefix}{w2} and", " " + a1, " " + a2)
              for (w1, a1), (w2, a2) in _distinct_pairs(items, n, seed)]
     return _from_pairs(model, "antonym", pairs)
 
