@@ -21,6 +21,7 @@ from workbench.sae.replication import (
     layer_trend_figure,
     pick_groups,
     pooled_steering,
+    replot,
     score_scatter_figure,
     steering_figure,
     summarise_steering,
@@ -109,6 +110,38 @@ def test_summary_ratios_and_lift_by_hand():
     pooled = pooled_steering(pd.DataFrame(rows))
     assert pooled["lift"][HIGH] == pytest.approx(0.5) and pooled["success_ratio_high_over_random"] == pytest.approx(3.0)
     assert isinstance(steering_figure(s), go.Figure)
+
+
+def _steering_rows():
+    rows = []
+    for group, succ, base in zip(GROUPS, (0.6, 0.4, 0.2, 0.1), (0.1, 0.2, 0.0, 0.05)):
+        for f in range(2):
+            for p in range(2):
+                feature = f + 10 * GROUPS.index(group)
+                for strength, value in ((0.0, base), (4.0, succ + (0.1 if f else -0.1))):
+                    rows.append({"layer": "L6", "group": group, "feature": feature, "strength": strength, "prompt": str(p),
+                                 "success": value, "nll": math.log(5.0), "n_tokens": 4})
+    return pd.DataFrame(rows)
+
+
+def test_replot_resummarises_saved_rows_and_drops_stale_keys(tmp_path):
+    import json
+
+    t = _table(seed=3)
+    t["top_tokens"] = "a | b"
+    t.to_csv(tmp_path / "scores_sae6.csv", index=False)
+    _steering_rows().to_csv(tmp_path / "steering_rows.csv", index=False)
+    (tmp_path / "replication.json").write_text(json.dumps(
+        {"config": {"min_examples": 10}, "saes": {"sae6": {"layer": 6}}, "pooled_ratio_high_over_random": 99.0}))
+    figs = replot(tmp_path, tmp_path / "figs", save=False)
+    assert set(figs) == {"sae_scores_scatter", "sae_scores_by_layer", "sae_steering"}
+    assert "pooled_ratio_high_over_random" in json.loads((tmp_path / "replication.json").read_text())  # save=False: untouched
+    replot(tmp_path, tmp_path / "figs", formats=("html",))
+    saved = json.loads((tmp_path / "replication.json").read_text())
+    assert "pooled_ratio_high_over_random" not in saved
+    assert saved["pooled"]["success_ratio_high_over_random"] == pytest.approx(3.0)
+    assert "lift" in pd.read_csv(tmp_path / "steering_summary.csv").columns
+    assert (tmp_path / "figs" / "sae_steering.html").exists()
 
 
 def test_figures_are_plotly_figures():

@@ -362,6 +362,7 @@ def steering_figure(summary: pd.DataFrame, *, title: str = "Steering with SAE fe
                                      legendgroup=group, showlegend=False, line=dict(color=colour, dash="dot")), row=2, col=c)
         fig.update_xaxes(title_text="strength s (× max activation)", row=2, col=c)
         fig.update_yaxes(type="log", row=2, col=c)
+    fig.update_yaxes(range=[-0.03, 1.03], row=1)  # one scale for every layer: success is a share
     fig.update_yaxes(title_text="success (share in T_i)", row=1, col=1)
     fig.update_yaxes(title_text="perplexity", row=2, col=1)
     return style(fig, title=title, width=max(500, 360 * len(layers)), height=640)
@@ -445,8 +446,11 @@ def run_replication(model, saes: Mapping[str, object], cfg: ReplicationConfig = 
     return summary
 
 
-def replot(out_dir: Path = Path("results/sae"), figures_dir: Optional[Path] = None, *, save: bool = True) -> Dict[str, go.Figure]:
-    """Rebuild the three replication figures from the CSV / JSON that :func:`run_replication` wrote."""
+def replot(out_dir: Path = Path("results/sae"), figures_dir: Optional[Path] = None, *, save: bool = True,
+           formats: Sequence[str] = ("html", "png", "svg")) -> Dict[str, go.Figure]:
+    """Rebuild the three replication figures from the CSV / JSON that :func:`run_replication` wrote;
+    when ``steering_rows.csv`` is there, the steering summary, ratios and pooled numbers in
+    ``replication.json`` / ``steering_summary.csv`` are recomputed from it first."""
     from ..figures import save_figure
 
     out_dir = Path(out_dir)
@@ -458,12 +462,26 @@ def replot(out_dir: Path = Path("results/sae"), figures_dir: Optional[Path] = No
         t["top_tokens"] = [str(x).split(" | ") if isinstance(x, str) else [] for x in t["top_tokens"]]
         tables[info["layer"]] = t
     layers = sorted(tables)
+    rows_path = out_dir / "steering_rows.csv"
+    if rows_path.exists():  # re-summarise from the raw rows, so summary and JSON follow the current definitions
+        rows = pd.read_csv(rows_path)
+        steer = summarise_steering(rows)
+        ratio_cols = [c for c in steer.columns if "ratio" in c]
+        summary = {k: v for k, v in summary.items() if not k.startswith("pooled_")}
+        summary["steering"] = steer.to_dict(orient="records")
+        summary["ratios"] = steer[steer["group"] == HIGH][["layer", "strength", *ratio_cols]].to_dict(orient="records")
+        summary["pooled"] = pooled_steering(rows)
+        if save:
+            steer.to_csv(out_dir / "steering_summary.csv", index=False)
+            (out_dir / "replication.json").write_text(json.dumps(summary, indent=2, default=float))
+    else:
+        steer = pd.read_csv(out_dir / "steering_summary.csv")
     figs = {
         "sae_scores_scatter": score_scatter_figure({f"L{L}": tables[L] for L in layers}, min_examples=min_examples),
         "sae_scores_by_layer": layer_trend_figure(tables, min_examples=min_examples),
-        "sae_steering": steering_figure(pd.read_csv(out_dir / "steering_summary.csv")),
+        "sae_steering": steering_figure(steer),
     }
     if save:
         for fname, fig in figs.items():
-            save_figure(fig, fname, directory=figures_dir)
+            save_figure(fig, fname, directory=figures_dir, formats=formats)
     return figs
