@@ -108,7 +108,7 @@ def step_probes(model, cfg: TourConfig, state: dict, s: _Step) -> None:
     from .sites import Site
 
     concepts = available_concepts()
-    layers = list(range(2, model.cfg.n_layers, 6)) if cfg.quick else list(range(0, model.cfg.n_layers, 2))
+    layers = [0, 4, 8, 12] if cfg.quick else list(range(0, model.cfg.n_layers, 2))  # quick: stop the forward at 12
     n_train, n_test = (24, 16) if cfg.quick else (200, 60)
     if cfg.quick:
         concepts = [c for c in concepts if c in ("sentiment", "language")] or concepts[:2]
@@ -117,8 +117,8 @@ def step_probes(model, cfg: TourConfig, state: dict, s: _Step) -> None:
         data = load_concept(name)
         train, test = data.train.head(n_train), data.test.head(n_test)
         sites = [f"resid_post.{L}" for L in layers]
-        tr = extract(model, train.texts, sites, "mean", progress=True)
-        te = extract(model, test.texts, sites, "mean", progress=True)
+        tr = extract(model, train.texts, sites, "last", progress=True)
+        te = extract(model, test.texts, sites, "last", progress=True)
         n, k = len(train.positive), len(test.positive)
         sweep = layer_sweep({x: (tr[x][:n], tr[x][n:]) for x in sites}, {x: (te[x][:k], te[x][k:]) for x in sites},
                             concept=name)
@@ -132,8 +132,11 @@ def step_probes(model, cfg: TourConfig, state: dict, s: _Step) -> None:
     table = pd.concat(sweeps, ignore_index=True)
     table.to_csv(cfg.figures_dir / "concepts_probe_accuracy_by_layer.csv", index=False)
     s.figure(layer_accuracy_figure(table), "concepts_probe_accuracy_by_layer", "Probe accuracy by layer",
-             f"Held-out accuracy of a logistic probe on mean-pooled resid_post activations, per layer and concept "
-             f"({n_train} training and {n_test} held-out texts per concept).",
+             f"Held-out accuracy of a logistic probe on the last token's resid_post activation, per layer and "
+             f"concept ({n_train} training and {n_test} held-out texts per concept). At layer 0 the last token "
+             f"(mostly '.') knows only itself; how soon each concept reaches it shows where the model moves it. "
+             f"(Mean-pooled activations separate all four concepts at every layer, even layer 0: the concept sets "
+             f"differ in their words.)",
              {k: v for k, v in s.result.numbers.items()})
 
 
@@ -229,23 +232,25 @@ def step_sae(model, cfg: TourConfig, state: dict, s: _Step) -> None:
     if not names:
         raise RuntimeError("no trained SAEs in saes/ (train them with `workbench sae train`)")
     saes = {n: load_sae(n) for n in names}
-    rc = (ReplicationConfig(n_rows=16, n_scored=96, n_steer=4) if cfg.quick
+    rc = (ReplicationConfig(n_rows=12, n_scored=64, n_steer=4) if cfg.quick
           else ReplicationConfig(n_rows=128, n_scored=1024))
     scores = score_saes(model, saes, rc, progress=True, log=lambda *a: None)
     tables = {n: fs.table for n, fs in scores.items()}
     nums = {}
     for n, t in tables.items():
         co = cooccurrence(t, min_examples=rc.min_examples)
-        key = next((k for k in ("both_high", "n_both_high", "both") if k in co), None)
-        if key is not None:
-            nums[f"{n}: both high"] = str(co[key])
-        nums[f"{n}: median S_out"] = f"{t['output_score'].median():.4f}"
+        nums[f"{n}: share high on both (vs if independent)"] = (f"{co['share_both_observed']:.4f} "
+                                                              f"({co['share_both_if_independent']:.4f})")
+        nums[f"{n}: Spearman ρ(S_in, S_out)"] = f"{co['spearman_rho']:.2f}"
+        nums[f"{n}: mean S_out"] = f"{t['output_score'].mean():.4f}"
     s.figure(score_scatter_figure(tables, min_examples=rc.min_examples), "sae_input_vs_output_scores",
              "SAE input vs output scores",
              f"Input score (share of top-activating examples whose max token is among the feature's top-20 logit-lens "
              f"tokens) against output score (measured steering effect at the last position of a neutral prompt, SAE "
              f"error kept) for {rc.n_scored} random features per SAE; held-out corpus of {rc.n_rows} sequences.", nums)
-    last = names[-1]
+    from .sae.loading import sae_site
+
+    last = max(names, key=lambda n: sae_site(saes[n], model).layer)  # the deepest SAE: clearest output features
     t = tables[last]
     t = t[t["n_examples"] >= rc.min_examples]
     feature = int(t.sort_values("output_score", ascending=False)["feature"].iloc[0])

@@ -1,5 +1,6 @@
 """``workbench sae`` wiring (the heavy commands run on the embedded model and are exercised by hand / the bench)."""
 
+import pytest
 from typer.testing import CliRunner
 from sae_helpers import tiny_sae
 
@@ -25,3 +26,35 @@ def test_list(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_SAES", str(tmp_path))
     r = CliRunner().invoke(app, ["sae", "list"])
     assert r.exit_code == 0 and "my-sae" in r.output
+
+
+def test_replicate_replot_needs_saved_results(tmp_path):
+    r = CliRunner().invoke(app, ["sae", "replicate", "--replot", "--out", str(tmp_path)])
+    assert r.exit_code != 0 and "replication.json" in r.output
+
+
+@pytest.mark.embedded
+def test_scores_dashboard_steer_and_replot_on_the_embedded_model(tmp_path):
+    """The user's path through the CLI on a trained SAE: score every latent (small corpus budget),
+    write dashboards from the saved scores, steer with one feature, redraw the replication figures."""
+    import shutil
+
+    from workbench.sae.loading import list_local_saes
+
+    name = next(n for n in list_local_saes() if "-24-" in n)  # the deepest layer: the shortest forward
+    scores_dir = tmp_path / "scores"
+    r = CliRunner().invoke(app, ["sae", "scores", name, "--n-rows", "8", "--out", str(scores_dir), "--show", "3"])
+    assert r.exit_code == 0, r.output
+    assert "highest output scores" in r.output and (scores_dir / "scores.csv").exists()
+    r = CliRunner().invoke(app, ["sae", "dashboard", name, "--top", "2", "--scores-dir", str(scores_dir),
+                                 "--out", str(tmp_path / "dash")])
+    assert r.exit_code == 0, r.output
+    pages = sorted(p.name for p in (tmp_path / "dash").glob("*.html"))
+    assert "index.html" in pages and len(pages) == 3, pages
+    r = CliRunner().invoke(app, ["sae", "steer", name, "5", "--scores-dir", str(scores_dir), "-s", "4", "--tokens", "4"])
+    assert "prompt:" in r.output or "never fired" in r.output, r.output
+    results = tmp_path / "results"
+    shutil.copytree("results/sae", results)
+    r = CliRunner().invoke(app, ["sae", "replicate", "--replot", "--out", str(results), "--figures", str(tmp_path / "figs")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "figs" / "sae_steering.html").exists() and "success_ratio_filtered_over_random" in r.output

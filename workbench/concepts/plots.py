@@ -33,23 +33,35 @@ def layer_accuracy_figure(sweep: pd.DataFrame, *, title: str = "Held-out probe a
 
 
 def dose_response_figure(table: pd.DataFrame, *, title: str = "Dose-response") -> go.Figure:
-    """Success and perplexity ratio against strength (in units of ‖μ⁺ − μ⁻‖), one line per (method,
-    direction); dashed lines steer toward the negative side."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("concept success (judge)", "perplexity / unsteered"))
+    """Success and perplexity ratio against strength (in units of ‖μ⁺ − μ⁻‖), one colour per method;
+    solid lines steer toward the positive side, dashed lines toward the negative side. Dotted grey:
+    the unsteered success; dotted red: twice the unsteered perplexity."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("concept success (judge)", "perplexity / unsteered (log)"),
+                        horizontal_spacing=0.12)
     base = table[table["method"] == "none"]
-    for (method, toward), sub in table[table["method"] != "none"].groupby(["method", "toward"], sort=False):
+    steered = table[table["method"] != "none"]
+    shown = set()
+    for (method, toward), sub in steered.groupby(["method", "toward"], sort=False):
         sub = sub.sort_values("strength")
         x = sub["strength"]
         dash = "solid" if toward == "positive" else "dash"
-        name = f"{METHOD_LABELS.get(method, method)} → {toward}"
+        label = METHOD_LABELS.get(method, method)
         for col, y in ((1, sub["success"]), (2, sub["perplexity_ratio"])):
-            fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=name, legendgroup=name, showlegend=col == 1,
-                                     line=dict(color=_colour(method), dash=dash)), row=1, col=col)
-    if len(base):
-        fig.add_hline(y=float(base["success"].iloc[0]), line_dash="dot", line_color="#888", row=1, col=1,
-                      annotation_text="unsteered")
-        fig.add_hline(y=2.0, line_dash="dot", line_color="#D55E00", row=1, col=2, annotation_text="2× unsteered")
-    style(fig, title=title, width=1100, height=480)
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=label, legendgroup=method,
+                                     showlegend=col == 1 and method not in shown, line=dict(color=_colour(method), dash=dash),
+                                     hovertemplate=f"{label} → {toward}<br>strength %{{x}}: %{{y:.3g}}<extra></extra>"),
+                          row=1, col=col)
+        shown.add(method)
+    if len(base) and len(steered):
+        xs = [float(steered["strength"].min()), float(steered["strength"].max())]
+        # reference lines as traces: shapes on a log axis would need log10 coordinates
+        fig.add_trace(go.Scatter(x=xs, y=[float(base["success"].iloc[0])] * 2, mode="lines", name="unsteered",
+                                 line=dict(color="#888", dash="dot"), showlegend=True, hoverinfo="skip"), row=1, col=1)
+        fig.add_trace(go.Scatter(x=xs, y=[2.0, 2.0], mode="lines", name="2× unsteered perplexity",
+                                 line=dict(color="#D55E00", dash="dot"), showlegend=True, hoverinfo="skip"), row=1, col=2)
+    style(fig, title=title, width=1150, height=500)
+    fig.add_annotation(text="solid: toward positive · dashed: toward negative", xref="paper", yref="paper", x=0.0,
+                       y=1.13, showarrow=False, xanchor="left", font=dict(size=13, color="#555"))
     fig.update_xaxes(title_text="strength (× ‖μ⁺ − μ⁻‖)")
     fig.update_yaxes(title_text="share of completions judged positive", range=[-0.02, 1.02], row=1, col=1)
     fig.update_yaxes(title_text="perplexity ratio", type="log", row=1, col=2)
@@ -73,9 +85,11 @@ def frontier_figure(table: pd.DataFrame, *, title: str = "Bake-off: concept succ
             fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=METHOD_LABELS.get(method, method), text=text,
                                      legendgroup=method, showlegend=col == 1, line=dict(color=_colour(method))),
                           row=1, col=col)
-        if max_ratio is not None:
-            fig.add_vline(x=max_ratio, line_dash="dot", line_color="#D55E00", row=1, col=col)
-        fig.update_xaxes(title_text="perplexity under unsteered model / unsteered (log)", type="log", row=1, col=col)
+        if max_ratio is not None:  # a trace, not a shape: shapes on a log axis take log10 coordinates
+            fig.add_trace(go.Scatter(x=[max_ratio, max_ratio], y=[0, 1], mode="lines", name=f"{max_ratio:g}× perplexity",
+                                     legendgroup="max_ratio", showlegend=col == 1, hoverinfo="skip",
+                                     line=dict(color="#D55E00", dash="dot")), row=1, col=col)
+        fig.update_xaxes(title_text="perplexity ratio, steered / unsteered (log)", type="log", row=1, col=col)
     style(fig, title=title, width=560 * len(directions), height=480)
     fig.update_yaxes(title_text="share of completions judged positive", range=[-0.02, 1.02], row=1, col=1)
     return fig

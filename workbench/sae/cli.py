@@ -187,9 +187,19 @@ def replicate(
     strengths: str = typer.Option("2,4,8", help="comma-separated strengths s"),
     out: Path = typer.Option(Path("results/sae"), help="results folder (CSV/JSON)"),
     figures: Optional[Path] = typer.Option(None, help="figures folder (default figures/)"),
+    replot_only: bool = typer.Option(False, "--replot", help="only re-summarise the saved results in --out and redraw the figures"),
 ) -> None:
     """Replicate the paper's findings: score scatter, layer trend, steering success (high vs random vs low)."""
     import json
+
+    if replot_only:
+        from .replication import replot
+
+        if not (out / "replication.json").exists():
+            raise typer.BadParameter(f"no saved results in {out} (expected {out / 'replication.json'}); run without --replot first")
+        replot(out, figures)
+        console.print(json.dumps(json.loads((out / "replication.json").read_text()).get("pooled", {}), indent=1))
+        return
 
     from ..models import load_model
     from .loading import list_local_saes, load_sae
