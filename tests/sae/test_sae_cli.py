@@ -29,8 +29,8 @@ def test_list(tmp_path, monkeypatch):
 
 
 def test_replicate_replot_needs_saved_results(tmp_path):
-    r = CliRunner().invoke(app, ["sae", "replicate", "--replot", "--out", str(tmp_path)])
-    assert r.exit_code != 0 and "replication.json" in r.output
+    r = CliRunner().invoke(app, ["sae", "replicate", "--replot", "--out", str(tmp_path)], env={"COLUMNS": "300"})
+    assert r.exit_code != 0 and "no saved results" in r.output
 
 
 @pytest.mark.embedded
@@ -43,7 +43,7 @@ def test_scores_dashboard_steer_and_replot_on_the_embedded_model(tmp_path):
 
     name = next(n for n in list_local_saes() if "-24-" in n)  # the deepest layer: the shortest forward
     scores_dir = tmp_path / "scores"
-    r = CliRunner().invoke(app, ["sae", "scores", name, "--n-rows", "8", "--out", str(scores_dir), "--show", "3"])
+    r = CliRunner().invoke(app, ["sae", "scores", name, "--n-rows", "16", "--out", str(scores_dir), "--show", "3"])
     assert r.exit_code == 0, r.output
     assert "highest output scores" in r.output and (scores_dir / "scores.csv").exists()
     r = CliRunner().invoke(app, ["sae", "dashboard", name, "--top", "2", "--scores-dir", str(scores_dir),

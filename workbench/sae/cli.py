@@ -114,6 +114,12 @@ def dashboard(
     feats = _parse_features(features, s.cfg.d_sae)
     if not feats:
         t = fs.table[fs.table["n_examples"] >= 10]
+        if t.empty:
+            t = fs.table[fs.table["n_examples"] >= 1]
+            console.print(f"[yellow]no feature has 10 top examples in these scores (n_rows too small?); "
+                          f"taking the highest output scores among the {len(t)} features that fired[/yellow]")
+        if t.empty:
+            raise typer.BadParameter(f"no feature fired on the corpus used for the scores in {scores_dir or _scores_dir(sae)}")
         feats = t.sort_values("output_score", ascending=False)["feature"].head(top).tolist()
     folder = out or Path("figures") / "dashboards" / Path(sae).name
     paths = write_dashboards(model, s, fs, feats, folder, name=Path(sae).name)
