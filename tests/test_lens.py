@@ -74,7 +74,10 @@ def test_tuned_lens_starts_at_logit_lens_trains_and_roundtrips(tmp_path):
     torch.testing.assert_close(tl.logits(m, h, 0), lens_logits(m, h))  # zero-initialised
     before = lens_kl_by_layer(m, resid, tl)
     torch.testing.assert_close(before["tuned"], before["logit"])
+    flags = [p.requires_grad for p in m.parameters()]
     tl, losses = train_tuned_lens(m, resid, TunedLensConfig(steps=80, tokens_per_step=64, lr=5e-2, lr_weight=1e-3), progress=False)
+    assert [p.requires_grad for p in m.parameters()] == flags  # restored
+    assert all(p.grad is None for p in m.parameters())  # the model is not trained along
     after = lens_kl_by_layer(m, resid, tl)
     assert after["tuned"][0] < 0.7 * after["logit"][0]
     assert after["tuned"][-1] == pytest.approx(0.0, abs=1e-6)

@@ -12,6 +12,7 @@ at the same site), so the lens of a steered run shows how a steer at layer L cha
 layer by layer.
 """
 
+import contextlib
 import json
 import math
 import time
@@ -384,6 +385,20 @@ def cache_residuals(
     return torch.cat(out, 1)
 
 
+@contextlib.contextmanager
+def _frozen(model):
+    """Model parameters without gradients while the lens trains (restored afterwards, also on error):
+    no wasted ``dW_U`` per step, and no ``.grad`` left on the model."""
+    was = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in was:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in was:
+            p.requires_grad_(flag)
+
+
 def train_tuned_lens(
     model,
     resid: Float[Tensor, "layer n_tokens d_model"],
@@ -425,7 +440,7 @@ def train_tuned_lens(
             layers = trainable
         opt.zero_grad()
         total = 0.0
-        with torch.enable_grad():
+        with torch.enable_grad(), _frozen(model):
             for L in layers:
                 lp = lens.logits(model, resid[L, idx], L).log_softmax(-1)
                 loss = (p_target * (target - lp)).sum(-1).mean() / len(layers)
@@ -506,7 +521,7 @@ def kl_figure(kl: Dict[str, Tensor], *, title: Optional[str] = None) -> go.Figur
     layer (KL exactly 0 for both: its lens is the output) is left out of the log-scale plot."""
     fig = go.Figure()
     for i, (name, v) in enumerate(kl.items()):
-        v = v[:-1]
+        v = torch.as_tensor(v)[:-1]
         fig.add_trace(go.Scatter(x=list(range(len(v))), y=v.clamp(min=1e-6).numpy(), mode="lines+markers",
                                  name=f"{name} lens", line=dict(color=PALETTE[i % len(PALETTE)])))
     style(fig, title=title or "KL(final ‖ lens) by layer on held-out text (last layer: 0)", x="layer (resid_post)", y="KL (nats, log scale)")
@@ -585,7 +600,8 @@ def train_default_tuned_lens(model, *, n_seq: int = 24, seq_len: int = 64, heldo
     tl.save(path, {"config": asdict(config), "train_tokens": int(train_resid.shape[1]), "heldout_tokens": int(test_resid.shape[1]),
                    "steps_run": len(losses), "train_seconds": seconds, "final_loss": losses[-1] if losses else None,
                    "heldout_kl_logit": kl["logit"].tolist(), "heldout_kl_tuned": kl["tuned"].tolist(),
-                   "corpus": f"model-generated continuations of {len(SEED_PROMPTS)} openings, {n_seq}x{seq_len} tokens"})
+                   "corpus": f"model-generated continuations of {len(SEED_PROMPTS)} openings, {n_seq}x{seq_len} tokens",
+                   "corpus_args": {"n_seq": n_seq, "seq_len": seq_len, "heldout": heldout}})
     save_figure(kl_figure(kl), "tuned_lens_kl", directory=figures)
     if console is not None:
         from rich.table import Table

@@ -27,6 +27,8 @@ def lens(
     steer_coeff: float = typer.Option(8.0, help="steering coefficient (times the unit direction)"),
     tuned: bool = typer.Option(False, help="also read the tuned lens (loaded from the cache; see --train-tuned)"),
     train_tuned: bool = typer.Option(False, help="train the tuned lens first (a few minutes), save it, plot KL by layer"),
+    tuned_seconds: float = typer.Option(300.0, help="with --train-tuned: training time budget (seconds)"),
+    tuned_sequences: int = typer.Option(24, help="with --train-tuned: model-written 64-token sequences (a quarter held out)"),
     figures: Optional[str] = typer.Option(None, help="figure directory (default: figures/)"),
 ) -> None:
     """Logit lens (and tuned lens) of a prompt: top token per layer, target probabilities, figures."""
@@ -44,7 +46,11 @@ def lens(
     if train_tuned:
         from .. import lens as lens_mod
 
-        kl, path = lens_mod.train_default_tuned_lens(model, console=console, figures=_figdir(figures))
+        if tuned_seconds <= 0 or tuned_sequences < 4:
+            raise typer.BadParameter(f"need --tuned-seconds > 0 and --tuned-sequences >= 4, got {tuned_seconds}, {tuned_sequences}")
+        config = lens_mod.TunedLensConfig(steps=5000, tokens_per_step=32, max_seconds=tuned_seconds)
+        kl, path = lens_mod.train_default_tuned_lens(model, n_seq=tuned_sequences, heldout=max(1, tuned_sequences // 4),
+                                                     config=config, console=console, figures=_figdir(figures))
         console.print(f"tuned lens saved to {path}")
     if tuned or train_tuned:
         path = default_tuned_lens_path(model)
