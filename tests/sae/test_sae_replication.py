@@ -90,28 +90,6 @@ def test_pick_groups_high_low_random():
         pick_groups(t, 5, filter_threshold=0.5)
 
 
-def test_summary_ratios_and_lift_by_hand():
-    rows = []
-    for group, succ, base in zip(GROUPS, (0.6, 0.4, 0.2, 0.1), (0.1, 0.2, 0.0, 0.05)):
-        for f in range(2):
-            for p in range(2):
-                feature = f + 10 * GROUPS.index(group)
-                for strength, value in ((0.0, base), (4.0, succ + (0.1 if f else -0.1))):
-                    rows.append({"layer": "L6", "group": group, "feature": feature, "strength": strength, "prompt": str(p),
-                                 "success": value, "nll": math.log(5.0), "n_tokens": 4})
-    s = summarise_steering(pd.DataFrame(rows))
-    hi = s[(s["group"] == HIGH) & (s["strength"] == 4.0)].iloc[0]
-    assert hi["success"] == pytest.approx(0.6) and hi["lift"] == pytest.approx(0.5)
-    assert hi["ratio_high_over_random"] == pytest.approx(3.0) and hi["ratio_high_over_low"] == pytest.approx(6.0)
-    assert hi["ratio_filtered_over_random"] == pytest.approx(2.0)
-    # lifts: high 0.5, filtered 0.2, random 0.2, low 0.05
-    assert hi["lift_ratio_filtered_over_random"] == pytest.approx(1.0) and hi["lift_ratio_high_over_low"] == pytest.approx(10.0)
-    assert hi["perplexity_median"] == pytest.approx(5.0)
-    pooled = pooled_steering(pd.DataFrame(rows))
-    assert pooled["lift"][HIGH] == pytest.approx(0.5) and pooled["success_ratio_high_over_random"] == pytest.approx(3.0)
-    assert isinstance(steering_figure(s), go.Figure)
-
-
 def _steering_rows():
     rows = []
     for group, succ, base in zip(GROUPS, (0.6, 0.4, 0.2, 0.1), (0.1, 0.2, 0.0, 0.05)):
@@ -122,6 +100,21 @@ def _steering_rows():
                     rows.append({"layer": "L6", "group": group, "feature": feature, "strength": strength, "prompt": str(p),
                                  "success": value, "nll": math.log(5.0), "n_tokens": 4})
     return pd.DataFrame(rows)
+
+
+def test_summary_ratios_and_lift_by_hand():
+    rows = _steering_rows()
+    s = summarise_steering(rows)
+    hi = s[(s["group"] == HIGH) & (s["strength"] == 4.0)].iloc[0]
+    assert hi["success"] == pytest.approx(0.6) and hi["lift"] == pytest.approx(0.5)
+    assert hi["ratio_high_over_random"] == pytest.approx(3.0) and hi["ratio_high_over_low"] == pytest.approx(6.0)
+    assert hi["ratio_filtered_over_random"] == pytest.approx(2.0)
+    # lifts: high 0.5, filtered 0.2, random 0.2, low 0.05
+    assert hi["lift_ratio_filtered_over_random"] == pytest.approx(1.0) and hi["lift_ratio_high_over_low"] == pytest.approx(10.0)
+    assert hi["perplexity_median"] == pytest.approx(5.0)
+    pooled = pooled_steering(rows)
+    assert pooled["lift"][HIGH] == pytest.approx(0.5) and pooled["success_ratio_high_over_random"] == pytest.approx(3.0)
+    assert isinstance(steering_figure(s), go.Figure)
 
 
 def test_replot_resummarises_saved_rows_and_drops_stale_keys(tmp_path):
