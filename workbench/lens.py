@@ -525,7 +525,8 @@ def kl_figure(kl: Dict[str, Tensor], *, title: Optional[str] = None) -> go.Figur
         fig.add_trace(go.Scatter(x=list(range(len(v))), y=v.clamp(min=1e-6).numpy(), mode="lines+markers",
                                  name=f"{name} lens", line=dict(color=PALETTE[i % len(PALETTE)])))
     style(fig, title=title or "KL(final ‖ lens) by layer on held-out text (last layer: 0)", x="layer (resid_post)", y="KL (nats, log scale)")
-    fig.update_yaxes(type="log")
+    ticks = [t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100)]
+    fig.update_yaxes(type="log", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
     return fig
 
 

@@ -249,8 +249,8 @@ def step_gcav(model, cfg: TourConfig, state: dict, s: _Step) -> None:
         fig.add_trace(go.Scatter(x=xs, y=after.tolist(), mode="markers", name="after GCAV edit" if i == 0 else None,
                                  showlegend=i == 0, marker=dict(color=PALETTE[0], size=7)))
         x_offset += len(toks) + 1
-    fig.add_hline(y=target, line_dash="dash", line_color="#555", annotation_text=f"target p = {target}",
-                  annotation_position="bottom left")
+    fig.add_trace(go.Scatter(x=[-0.5, x_offset - 1.5], y=[target, target], mode="lines", name=f"target p = {target}",
+                             line=dict(color="#555", dash="dash"), hoverinfo="skip"))
     style(fig, title=f"GCAV probability target at {vec.site.short}: per-token probe probability",
           x="token", y="P(positive sentiment | h) (probe)", width=980, height=460)
     fig.update_xaxes(tickmode="array", tickvals=ticks, ticktext=labels, tickangle=-60)

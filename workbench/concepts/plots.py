@@ -22,11 +22,15 @@ def _colour(method: str) -> str:
 def layer_accuracy_figure(sweep: pd.DataFrame, *, title: str = "Held-out probe accuracy by layer") -> go.Figure:
     """One line per concept: held-out accuracy of the logistic probe at each layer."""
     fig = go.Figure()
+    dashes = ("solid", "dash", "dot", "dashdot")  # concepts at 1.0 overlap: the dashes keep each visible
     for i, (concept, sub) in enumerate(sweep.groupby("concept", sort=False)):
         sub = sub.sort_values("layer")
         fig.add_trace(go.Scatter(x=sub["layer"], y=sub["test_accuracy"], mode="lines+markers", name=concept,
-                                 line=dict(color=PALETTE[i % len(PALETTE)])))
-    fig.add_hline(y=0.5, line_dash="dot", line_color="#888", annotation_text="chance")
+                                 line=dict(color=PALETTE[i % len(PALETTE)], dash=dashes[i % len(dashes)])))
+    if len(sweep):
+        xs = [float(sweep["layer"].min()), float(sweep["layer"].max())]
+        fig.add_trace(go.Scatter(x=xs, y=[0.5, 0.5], mode="lines", name="chance", hoverinfo="skip",
+                                 line=dict(color="#888", dash="dot")))
     style(fig, title=title, x="layer (resid_post)", y="held-out accuracy (fraction correct)")
     fig.update_yaxes(range=[0.4, 1.02])
     return fig
@@ -60,8 +64,7 @@ def dose_response_figure(table: pd.DataFrame, *, title: str = "Dose-response") -
         fig.add_trace(go.Scatter(x=xs, y=[2.0, 2.0], mode="lines", name="2× unsteered perplexity",
                                  line=dict(color="#D55E00", dash="dot"), showlegend=True, hoverinfo="skip"), row=1, col=2)
     style(fig, title=title, width=1150, height=500)
-    fig.add_annotation(text="solid: toward positive · dashed: toward negative", xref="paper", yref="paper", x=0.0,
-                       y=1.13, showarrow=False, xanchor="left", font=dict(size=13, color="#555"))
+    fig.update_layout(legend_title_text="solid: toward positive<br>dashed: toward negative")
     fig.update_xaxes(title_text="strength (× ‖μ⁺ − μ⁻‖)")
     fig.update_yaxes(title_text="share of completions judged positive", range=[-0.02, 1.02], row=1, col=1)
     fig.update_yaxes(title_text="perplexity ratio", type="log", row=1, col=2)
