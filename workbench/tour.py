@@ -115,24 +115,25 @@ def step_tuned_lens(model, cfg: TourConfig, state: dict, s: _Step) -> None:
         lens, _ = train_tuned_lens(model, cache_residuals(model, tokens[:-2], progress=False),
                                    TunedLensConfig(steps=3, tokens_per_step=16), progress=True)
         test, how = cache_residuals(model, tokens[-2:], progress=False), "3 steps on 64 tokens (quick)"
+        kl, n_heldout = lens_kl_by_layer(model, test, lens), test.shape[1]
     else:
-        if not path.exists() or "corpus_args" not in meta:
-            with torch.enable_grad():
-                train_default_tuned_lens(model, config=TunedLensConfig(steps=5000, tokens_per_step=32, max_seconds=240),
-                                         figures=cfg.figures_dir, progress=True)
+        if not path.exists() or "corpus_args" not in meta:  # train (it measures the held-out KL itself)
+            kl, _ = train_default_tuned_lens(model, config=TunedLensConfig(steps=5000, tokens_per_step=32, max_seconds=240),
+                                             figures=cfg.figures_dir, progress=True)
             meta = json.loads(meta_path.read_text())
-        args = meta["corpus_args"]
-        tokens = lens_corpus(model, args["n_seq"], args["seq_len"], progress=True)
-        lens = TunedLens.load(path)
-        test = cache_residuals(model, tokens[-args["heldout"]:], progress=False)
+        else:  # the cached lens: recompute its held-out KL from the recorded corpus split
+            args = meta["corpus_args"]
+            tokens = lens_corpus(model, args["n_seq"], args["seq_len"], progress=True)
+            kl = lens_kl_by_layer(model, cache_residuals(model, tokens[-args["heldout"]:], progress=False),
+                                  TunedLens.load(path))
+        n_heldout = meta["heldout_tokens"]
         how = (f"{meta['steps_run']} steps ({meta['train_seconds']:.0f} s) on {meta['train_tokens']} tokens of "
                f"model-written text")
-    kl = lens_kl_by_layer(model, test, lens)
     mid = model.cfg.n_layers // 2
     nums = {f"mean KL over layers 0–{model.cfg.n_layers - 2}, logit / tuned (nats)":
             f"{float(kl['logit'][:-1].mean()):.2f} / {float(kl['tuned'][:-1].mean()):.2f}",
             f"layer {mid}: logit / tuned": f"{float(kl['logit'][mid]):.2f} / {float(kl['tuned'][mid]):.2f}",
-            "held-out tokens": str(test.shape[1])}
+            "held-out tokens": str(n_heldout)}
     s.figure(kl_figure(kl), "tuned_lens_kl", "Tuned lens vs logit lens",
              f"KL(final ‖ lens) in nats at every layer on held-out model-written text; the tuned lens (Belrose et al. "
              f"2023: zero-initialised affine translators per layer, trained to minimise this KL) was trained {how}.",

@@ -293,6 +293,17 @@ def pooled_steering(rows: pd.DataFrame) -> dict:
     return out
 
 
+def _add_steering_summary(summary: dict, rows: pd.DataFrame) -> pd.DataFrame:
+    """Fill ``summary["steering"]``, ``["ratios"]`` (the high-score group's rows) and ``["pooled"]``
+    from the raw steering ``rows``; return the per-layer summary table."""
+    steer = summarise_steering(rows)
+    ratio_cols = [c for c in steer.columns if "ratio" in c]
+    summary["steering"] = steer.to_dict(orient="records")
+    summary["ratios"] = steer[steer["group"] == HIGH][["layer", "strength", *ratio_cols]].to_dict(orient="records")
+    summary["pooled"] = pooled_steering(rows)
+    return steer
+
+
 def _ratio(a: float, b: float) -> float:
     if b > 0:
         return a / b
@@ -415,11 +426,7 @@ def run_replication(model, saes: Mapping[str, object], cfg: ReplicationConfig = 
         log(f"{name}: steering done ({time.time() - t0:.0f} s so far)")
     summary["timing_seconds"]["steering"] = round(time.time() - t0, 1)
     rows = pd.concat(all_rows, ignore_index=True)
-    steer = summarise_steering(rows)
-    summary["steering"] = steer.to_dict(orient="records")
-    ratio_cols = [c for c in steer.columns if "ratio" in c]
-    summary["ratios"] = steer[steer["group"] == HIGH][["layer", "strength", *ratio_cols]].to_dict(orient="records")
-    summary["pooled"] = pooled_steering(rows)
+    steer = _add_steering_summary(summary, rows)
     summary["timing_seconds"]["total"] = round(time.time() - t_start, 1)
     tables_by_label = {f"{label[n]} ({n})": scored[n].table for n in saes}
     figs = {
@@ -464,13 +471,8 @@ def replot(out_dir: Path = Path("results/sae"), figures_dir: Optional[Path] = No
     layers = sorted(tables)
     rows_path = out_dir / "steering_rows.csv"
     if rows_path.exists():  # re-summarise from the raw rows, so summary and JSON follow the current definitions
-        rows = pd.read_csv(rows_path)
-        steer = summarise_steering(rows)
-        ratio_cols = [c for c in steer.columns if "ratio" in c]
         summary = {k: v for k, v in summary.items() if not k.startswith("pooled_")}
-        summary["steering"] = steer.to_dict(orient="records")
-        summary["ratios"] = steer[steer["group"] == HIGH][["layer", "strength", *ratio_cols]].to_dict(orient="records")
-        summary["pooled"] = pooled_steering(rows)
+        steer = _add_steering_summary(summary, pd.read_csv(rows_path))
         if save:
             steer.to_csv(out_dir / "steering_summary.csv", index=False)
             (out_dir / "replication.json").write_text(json.dumps(summary, indent=2, default=float))
