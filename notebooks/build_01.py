@@ -119,5 +119,7 @@ print("projection before/after:", (mon.records["before"] @ unit).item(), (mon.re
 5. Compare `reg.generate` with `model.generate` inside `with reg:` for `positions="generated"`. Which one is right,
    and how can you tell?"""),
 ]
-nb = nbf.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+nb = nbf.v4.new_notebook(
+    cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+)
 Path(__file__).with_name("01_hooks_and_registry.ipynb").write_text(nbf.writes(nb))

@@ -254,8 +254,10 @@ md(r"""
 
 nb = nbf.v4.new_notebook()
 nb["cells"] = cells
-nb["metadata"] = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-                  "language_info": {"name": "python"}}
+nb["metadata"] = {
+    "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+    "language_info": {"name": "python"},
+}
 out = Path(__file__).resolve().parent / "02_concepts_and_steering.ipynb"
 nbf.write(nb, out)
 print("wrote", out)

@@ -184,5 +184,7 @@ print(paths[0])"""),
 5. Why must the SAE error term $x - \\mathrm{dec}(\\mathrm{enc}(x))$ be kept during an intervention? Measure the
    next-token KL divergence with and without it when no feature is changed."""),
 ]
-nb = nbf.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+nb = nbf.v4.new_notebook(
+    cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+)
 Path(__file__).with_name("03_sae_features.ipynb").write_text(nbf.writes(nb))

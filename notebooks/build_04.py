@@ -108,5 +108,7 @@ output. With only a few minutes of CPU training the translators are far from con
 4. Train the tuned lens only with biases ($A_L = 0$). How much of the KL reduction does the bias alone give?
 5. Why is the KL of the last layer exactly zero, and why must the translator of the last layer be the identity?"""),
 ]
-nb = nbf.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+nb = nbf.v4.new_notebook(
+    cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+)
 Path(__file__).with_name("04_logit_lens.ipynb").write_text(nbf.writes(nb))

@@ -121,5 +121,7 @@ this on a tiny model; plain gradients do not have it."""),
 5. Time `activation_patch` against `attribution_patch` for all three streams (`workbench bench patching`). How does the
    ratio scale with the number of layers and positions?"""),
 ]
-nb = nbf.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+nb = nbf.v4.new_notebook(
+    cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+)
 Path(__file__).with_name("05_patching.ipynb").write_text(nbf.writes(nb))

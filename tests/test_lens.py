@@ -4,8 +4,20 @@ import pytest
 import torch
 
 from workbench import AddVector, HookRegistry
-from workbench.lens import (TunedLens, TunedLensConfig, cache_residuals, final_norm, kl_to_final, lens_heatmap,
-                            lens_kl_by_layer, lens_logits, logit_lens, target_curve, target_ids, train_tuned_lens)
+from workbench.lens import (
+    TunedLens,
+    TunedLensConfig,
+    cache_residuals,
+    final_norm,
+    kl_to_final,
+    lens_heatmap,
+    lens_kl_by_layer,
+    lens_logits,
+    logit_lens,
+    target_curve,
+    target_ids,
+    train_tuned_lens,
+)
 from workbench.models import tiny_model
 
 
@@ -75,7 +87,9 @@ def test_tuned_lens_starts_at_logit_lens_trains_and_roundtrips(tmp_path):
     before = lens_kl_by_layer(m, resid, tl)
     torch.testing.assert_close(before["tuned"], before["logit"])
     flags = [p.requires_grad for p in m.parameters()]
-    tl, losses = train_tuned_lens(m, resid, TunedLensConfig(steps=80, tokens_per_step=64, lr=5e-2, lr_weight=1e-3), progress=False)
+    tl, losses = train_tuned_lens(
+        m, resid, TunedLensConfig(steps=80, tokens_per_step=64, lr=5e-2, lr_weight=1e-3), progress=False
+    )
     assert [p.requires_grad for p in m.parameters()] == flags  # restored
     assert all(p.grad is None for p in m.parameters())  # the model is not trained along
     after = lens_kl_by_layer(m, resid, tl)

@@ -55,8 +55,9 @@ def test_kv_cached_steered_generation_matches_full_forward_on_embedded(embedded)
 
     v = torch.randn(576, generator=torch.Generator().manual_seed(0))
     reg = HookRegistry(embedded).steer("s", "resid_post.12", AddVector(v, 4.0), positions="all")
-    g = reg.generate(["The weather today is", "My favourite food is"], max_new_tokens=8, stop_at_eos=False,
-                     return_logits=True)
+    g = reg.generate(
+        ["The weather today is", "My favourite food is"], max_new_tokens=8, stop_at_eos=False, return_logits=True
+    )
     with reg:
         full = embedded(g.tokens[:, :-1], attention_mask=g.attention_mask[:, :-1])
     torch.testing.assert_close(g.logits[:, -1], full[:, -1], atol=2e-4, rtol=1e-4)

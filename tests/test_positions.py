@@ -39,8 +39,18 @@ def test_chunk_of_one_token_uses_absolute_positions():
     assert m.tolist() == [[True], [False]]
 
 
-@pytest.mark.parametrize("bad,err", [("first", ValueError), (True, TypeError), ([], ValueError), ([1.5], TypeError),
-                                     (slice(0, 3, -1), ValueError), (torch.zeros(3), TypeError), (3.0, TypeError)])
+@pytest.mark.parametrize(
+    "bad,err",
+    [
+        ("first", ValueError),
+        (True, TypeError),
+        ([], ValueError),
+        ([1.5], TypeError),
+        (slice(0, 3, -1), ValueError),
+        (torch.zeros(3), TypeError),
+        (3.0, TypeError),
+    ],
+)
 def test_bad_specs(bad, err):
     with pytest.raises(err):
         Positions.parse(bad)

@@ -42,9 +42,11 @@ def test_probe_positions_and_attention_pattern(tiny):
 
 def test_probe_only_run_stops_early(tiny):
     fired = []
-    handles = [tiny.blocks[1].hook_resid_pre.register_forward_hook(lambda *a: fired.append("resid_pre.1")),
-               tiny.blocks[1].hook_attn_out.register_forward_hook(lambda *a: fired.append("attn_out.1")),
-               tiny.ln_final.register_forward_hook(lambda *a: fired.append("ln_final"))]
+    handles = [
+        tiny.blocks[1].hook_resid_pre.register_forward_hook(lambda *a: fired.append("resid_pre.1")),
+        tiny.blocks[1].hook_attn_out.register_forward_hook(lambda *a: fired.append("attn_out.1")),
+        tiny.ln_final.register_forward_hook(lambda *a: fired.append("ln_final")),
+    ]
     try:
         HookRegistry(tiny).probe("p", "resid_post.0").run(tokens())
         assert fired == []  # stop_at_layer=1: block 1 never starts
@@ -82,11 +84,13 @@ def test_add_vector_matches_manual_tl_hook(tiny):
     ref = tiny.run_with_hooks(toks, fwd_hooks=[("blocks.0.hook_resid_post", lambda a, hook: a + 3.0 * v)])
     reg = HookRegistry(tiny).steer("s", "resid_post.0", AddVector(v, 3.0))
     torch.testing.assert_close(reg.run(toks), ref)
+
     # positions: only position 2 edited
     def at2(a, hook):
         a = a.clone()
         a[:, 2] += 3.0 * v
         return a
+
     ref2 = tiny.run_with_hooks(toks, fwd_hooks=[("blocks.0.hook_resid_post", at2)])
     reg2 = HookRegistry(tiny).steer("s", "resid_post.0", AddVector(v, 3.0), positions=2)
     torch.testing.assert_close(reg2.run(toks), ref2)
@@ -263,7 +267,9 @@ def test_left_padded_batch_generation_equals_rows_alone(tiny):
     rows = [[3, 4, 5, 6, 7, 8], [9, 10, 11]]
     v = torch.randn(32, generator=torch.Generator().manual_seed(5))
     reg = HookRegistry(tiny).steer("s", "resid_post.0", AddVector(v, 2.0), positions="generated")
-    batch = reg.generate(pad_rows(rows, 0, padding_side="left"), max_new_tokens=5, stop_at_eos=False, return_logits=True)
+    batch = reg.generate(
+        pad_rows(rows, 0, padding_side="left"), max_new_tokens=5, stop_at_eos=False, return_logits=True
+    )
     for b, r in enumerate(rows):
         alone = reg.generate(torch.tensor([r]), max_new_tokens=5, stop_at_eos=False, return_logits=True)
         assert batch.new_tokens[b].tolist() == alone.new_tokens[0].tolist()

@@ -15,9 +15,16 @@ def test_quick_tour_writes_every_figure_and_a_rendering_gallery(embedded, tmp_pa
     assert not failed, failed
     assert [r.name for r in results] == list(STEP_NAMES)
     names = [e.name for r in results for e in r.entries]
-    for required in ("logit_lens_heatmap", "tuned_lens_kl", "concepts_probe_accuracy_by_layer", "steering_bakeoff_frontier",
-                     "gcav_probability_target", "sae_input_vs_output_scores", "patching_act_resid_pre",
-                     "patching_faithfulness_resid_pre"):
+    for required in (
+        "logit_lens_heatmap",
+        "tuned_lens_kl",
+        "concepts_probe_accuracy_by_layer",
+        "steering_bakeoff_frontier",
+        "gcav_probability_target",
+        "sae_input_vs_output_scores",
+        "patching_act_resid_pre",
+        "patching_faithfulness_resid_pre",
+    ):
         assert required in names
     for n in names:
         for ext in ("html", "png", "svg"):

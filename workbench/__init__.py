@@ -12,7 +12,21 @@ from .sites import Site, resid
 from .tokens import Batch, tokenize
 
 __all__ = [
-    "AddVector", "Batch", "Clamp", "EMBEDDED_MODEL", "EditContext", "Generation", "HookRegistry", "Positions",
-    "ProjectOut", "Replace", "Site", "chat_prompt", "load_model", "resid", "tiny_model", "tokenize",
+    "EMBEDDED_MODEL",
+    "AddVector",
+    "Batch",
+    "Clamp",
+    "EditContext",
+    "Generation",
+    "HookRegistry",
+    "Positions",
+    "ProjectOut",
+    "Replace",
+    "Site",
+    "chat_prompt",
+    "load_model",
+    "resid",
+    "tiny_model",
+    "tokenize",
 ]
 __version__ = "0.1.0"

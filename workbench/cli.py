@@ -5,7 +5,6 @@ Sub-commands of each module live beside the module (``workbench/<module>/cli.py`
 """
 
 import importlib
-import os
 from typing import Optional
 
 import typer
@@ -19,8 +18,10 @@ console = Console()
 
 
 @app.command()
-def info(model: str = typer.Option("smollm2-135m-instruct", help="model name"),
-         sites: bool = typer.Option(True, help="list the model's sites")) -> None:
+def info(
+    model: str = typer.Option("smollm2-135m-instruct", help="model name"),
+    sites: bool = typer.Option(True, help="list the model's sites"),
+) -> None:
     """Print the model, its sites and the cache location."""
     from .models import cache_dir, load_model
     from .sites import BLOCK_STREAMS, Site
@@ -28,8 +29,21 @@ def info(model: str = typer.Option("smollm2-135m-instruct", help="model name"),
     m = load_model(model)
     cfg = m.cfg
     t = Table(title=f"model: {cfg.model_name}", show_header=False)
-    for k in ("n_layers", "d_model", "n_heads", "n_key_value_heads", "d_head", "d_mlp", "d_vocab", "n_ctx",
-              "normalization_type", "positional_embedding_type", "rotary_base", "act_fn", "gated_mlp"):
+    for k in (
+        "n_layers",
+        "d_model",
+        "n_heads",
+        "n_key_value_heads",
+        "d_head",
+        "d_mlp",
+        "d_vocab",
+        "n_ctx",
+        "normalization_type",
+        "positional_embedding_type",
+        "rotary_base",
+        "act_fn",
+        "gated_mlp",
+    ):
         t.add_row(k, str(getattr(cfg, k, None)))
     t.add_row("parameters", f"{sum(p.numel() for p in m.parameters()) / 1e6:.1f} M")
     t.add_row("cache", str(cache_dir()))

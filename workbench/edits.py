@@ -143,4 +143,6 @@ class Replace:
         try:
             return torch.broadcast_to(v, acts.shape).clone()
         except RuntimeError:
-            raise ValueError(f"Replace.values has shape {tuple(v.shape)}, which does not broadcast to the activations' shape {tuple(acts.shape)}") from None
+            raise ValueError(
+                f"Replace.values has shape {tuple(v.shape)}, which does not broadcast to the activations' shape {tuple(acts.shape)}"
+            ) from None

@@ -8,8 +8,9 @@ Chromium: Debian's ``chromium`` is used when present, through ``BROWSER_PATH``).
 import os
 import shutil
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import Optional, Union
 
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -21,13 +22,24 @@ PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F
 DIVERGING = "RdBu_r"
 
 
-def style(fig: go.Figure, *, title: Optional[str] = None, x: Optional[str] = None, y: Optional[str] = None,
-          width: int = 760, height: int = 460) -> go.Figure:
+def style(
+    fig: go.Figure,
+    *,
+    title: Optional[str] = None,
+    x: Optional[str] = None,
+    y: Optional[str] = None,
+    width: int = 760,
+    height: int = 460,
+) -> go.Figure:
     """Apply the workbench paper style: white background, readable fonts, labelled axes."""
     fig.update_layout(
-        template="simple_white", font=FONT, width=width, height=height,
+        template="simple_white",
+        font=FONT,
+        width=width,
+        height=height,
         margin=dict(l=70, r=30, t=70 if title else 30, b=60),
-        colorway=PALETTE, legend=dict(bgcolor="rgba(255,255,255,0.8)"),
+        colorway=PALETTE,
+        legend=dict(bgcolor="rgba(255,255,255,0.8)"),
     )
     if title is not None:
         fig.update_layout(title=dict(text=title, x=0.02, xanchor="left"))
@@ -39,8 +51,12 @@ def style(fig: go.Figure, *, title: Optional[str] = None, x: Optional[str] = Non
 
 
 def chromium_path() -> Optional[str]:
-    for cand in (os.environ.get("BROWSER_PATH"), shutil.which("chromium"), shutil.which("chromium-browser"),
-                 shutil.which("google-chrome")):
+    for cand in (
+        os.environ.get("BROWSER_PATH"),
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+        shutil.which("google-chrome"),
+    ):
         if cand and Path(cand).exists():
             return cand
     return None
@@ -52,8 +68,14 @@ def _setup_kaleido() -> None:
         os.environ.setdefault("BROWSER_PATH", path)
 
 
-def save_figure(fig: go.Figure, name: str, *, directory: Union[str, Path, None] = None,
-                formats: Sequence[str] = ("html", "png", "svg"), scale: float = 2.0) -> dict:
+def save_figure(
+    fig: go.Figure,
+    name: str,
+    *,
+    directory: Union[str, Path, None] = None,
+    formats: Sequence[str] = ("html", "png", "svg"),
+    scale: float = 2.0,
+) -> dict:
     """Write ``fig`` as ``{directory}/{name}.{html,png,svg}`` and return ``{format: path}``.
 
     HTML embeds plotly.js (works offline). Static formats need kaleido with a Chromium; if that is

@@ -5,9 +5,10 @@ import html
 import json
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Optional
 
 from .figures import FIGURES_DIR, chromium_path
 
@@ -21,7 +22,7 @@ class GalleryEntry:
     title: str
     caption: str
     command: str
-    numbers: Dict[str, str] = field(default_factory=dict)
+    numbers: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
@@ -68,15 +69,24 @@ def _figure_html(e: GalleryEntry, directory: Path) -> str:
         if (directory / f"{e.name}.{ext}").exists()
     )
     nums = "".join(f"<tr><td>{html.escape(k)}</td><td><b>{html.escape(v)}</b></td></tr>" for k, v in e.numbers.items())
-    img = (f'<img src="{e.name}.png" alt="{html.escape(e.title)}">' if (directory / f"{e.name}.png").exists()
-           else f'<p class="missing">missing {e.name}.png</p>')
-    return (f'<figure id="{e.name}">{img}<figcaption><b>{html.escape(e.title)}.</b> {html.escape(e.caption)}<br>'
-            f'Made by: <code>{html.escape(e.command)}</code>'
-            f'{"<table>" + nums + "</table>" if nums else ""}<div class="links">{links}</div></figcaption></figure>')
+    img = (
+        f'<img src="{e.name}.png" alt="{html.escape(e.title)}">'
+        if (directory / f"{e.name}.png").exists()
+        else f'<p class="missing">missing {e.name}.png</p>'
+    )
+    return (
+        f'<figure id="{e.name}">{img}<figcaption><b>{html.escape(e.title)}.</b> {html.escape(e.caption)}<br>'
+        f"Made by: <code>{html.escape(e.command)}</code>"
+        f'{"<table>" + nums + "</table>" if nums else ""}<div class="links">{links}</div></figcaption></figure>'
+    )
 
 
-def write_gallery(entries: Sequence[GalleryEntry], directory: Optional[Path] = None, *,
-                  subtitle: str = "Figures from the workbench tour on SmolLM2-135M-Instruct.") -> Path:
+def write_gallery(
+    entries: Sequence[GalleryEntry],
+    directory: Optional[Path] = None,
+    *,
+    subtitle: str = "Figures from the workbench tour on SmolLM2-135M-Instruct.",
+) -> Path:
     """Write ``index.html`` (and ``gallery.json``, the same entries as data) into ``directory``."""
     if not entries:
         raise ValueError("the gallery needs at least one figure entry")
@@ -89,18 +99,30 @@ def write_gallery(entries: Sequence[GalleryEntry], directory: Optional[Path] = N
     return out
 
 
-def _chromium(args: List[str], timeout: int = 120) -> subprocess.CompletedProcess:
+def _chromium(args: list[str], timeout: int = 120) -> subprocess.CompletedProcess:
     exe = chromium_path()
     if exe is None:
-        raise RuntimeError("no Chromium found: install Debian's chromium (apt-get install chromium) or set BROWSER_PATH")
+        raise RuntimeError(
+            "no Chromium found: install Debian's chromium (apt-get install chromium) or set BROWSER_PATH"
+        )
     with tempfile.TemporaryDirectory() as profile:
-        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--allow-file-access-from-files", f"--user-data-dir={profile}", "--hide-scrollbars"]
+        flags = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--allow-file-access-from-files",
+            f"--user-data-dir={profile}",
+            "--hide-scrollbars",
+        ]
         return subprocess.run([exe, *flags, *args], capture_output=True, text=True, timeout=timeout)
 
 
-def rendered_in_browser(index: Path) -> Dict[str, str]:
+def rendered_in_browser(index: Path) -> dict[str, str]:
     """Load the gallery in headless Chromium and return ``{figure id: "yes"|"no"}`` (did its image render)."""
     import re
 
@@ -113,8 +135,14 @@ def rendered_in_browser(index: Path) -> Dict[str, str]:
 
 def screenshot(index: Path, out: Path, width: int = 1400, height: int = 4000) -> Path:
     """Take a full-page screenshot of the gallery with headless Chromium."""
-    _chromium([f"--screenshot={out.resolve()}", f"--window-size={width},{height}", "--virtual-time-budget=10000",
-               index.resolve().as_uri()])
+    _chromium(
+        [
+            f"--screenshot={out.resolve()}",
+            f"--window-size={width},{height}",
+            "--virtual-time-budget=10000",
+            index.resolve().as_uri(),
+        ]
+    )
     if not out.exists():
         raise RuntimeError(f"Chromium did not write the screenshot {out}")
     return out

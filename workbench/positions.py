@@ -6,8 +6,9 @@ padding, and during KV-cached generation a step's single new token has position 
 boolean mask ``[batch, pos]``.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Union
 
 import torch
 from jaxtyping import Bool, Int
@@ -34,7 +35,9 @@ class Positions:
         s = self.spec
         if isinstance(s, str):
             if s not in NAMED:
-                raise ValueError(f"unknown position spec {s!r}; use one of {NAMED}, an int, a slice, a list of ints or a boolean mask")
+                raise ValueError(
+                    f"unknown position spec {s!r}; use one of {NAMED}, an int, a slice, a list of ints or a boolean mask"
+                )
         elif isinstance(s, bool):
             raise TypeError("positions=True/False is ambiguous; use 'all' or a boolean mask tensor")
         elif isinstance(s, int):
@@ -47,14 +50,18 @@ class Positions:
                 raise ValueError(f"slice positions need a positive step, got {s!r}")
         elif isinstance(s, Tensor):
             if s.dtype != torch.bool or s.ndim not in (1, 2):
-                raise TypeError(f"a mask of positions must be a bool tensor [pos] or [batch, pos], got {s.dtype} of shape {tuple(s.shape)}")
+                raise TypeError(
+                    f"a mask of positions must be a bool tensor [pos] or [batch, pos], got {s.dtype} of shape {tuple(s.shape)}"
+                )
         elif isinstance(s, tuple):
             if not s:
                 raise ValueError("an empty list of positions selects nothing; pass at least one int")
             if not all(isinstance(i, int) and not isinstance(i, bool) for i in s):
                 raise TypeError(f"a list of positions must hold ints, got {s!r}")
         else:
-            raise TypeError(f"unsupported position spec {s!r}; use one of {NAMED}, an int, a slice, a list of ints or a boolean mask")
+            raise TypeError(
+                f"unsupported position spec {s!r}; use one of {NAMED}, an int, a slice, a list of ints or a boolean mask"
+            )
 
     @classmethod
     def parse(cls, spec: PositionSpec) -> "Positions":

@@ -13,8 +13,9 @@ registry which columns each forward chunk covers.
 
 import contextlib
 from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterator, List, Literal, Mapping, Optional, Sequence, Union
+from typing import Literal, Optional, Union
 
 import torch
 from jaxtyping import Float, Int
@@ -22,7 +23,7 @@ from torch import Tensor
 
 from .edits import Edit, EditContext
 from .generation import SamplingConfig, decode_loop
-from .positions import PositionSpec, Positions, resolve_positions
+from .positions import Positions, PositionSpec, resolve_positions
 from .sites import Site, SiteLike
 from .tokens import Batch, pad_token_id, tokenize
 
@@ -62,7 +63,7 @@ class _Recorder:
 
     def __init__(self, reduce: Reduce) -> None:
         self.reduce = reduce
-        self.rows: Optional[List[List[Tensor]]] = None  # reduce=None: per row, chunks of [n, ...]
+        self.rows: Optional[list[list[Tensor]]] = None  # reduce=None: per row, chunks of [n, ...]
         self.sum: Optional[Tensor] = None
         self.count: Optional[Tensor] = None
         self.last: Optional[Tensor] = None
@@ -94,7 +95,7 @@ class _Recorder:
                 self.last = torch.where(keep, picked, self.last)
                 self.seen = self.seen | has
 
-    def value(self, name: str) -> Union[Tensor, List[Tensor]]:
+    def value(self, name: str) -> Union[Tensor, list[Tensor]]:
         if self.reduce is None:
             if self.rows is None:
                 raise KeyError(f"probe '{name}' has not recorded anything yet")
@@ -116,12 +117,16 @@ class _Recorder:
             if self.sum is None:
                 raise KeyError(f"probe '{name}' has not recorded anything yet")
             if (self.count == 0).any():
-                raise ValueError(f"probe '{name}' selected no position in rows {torch.nonzero(self.count == 0).flatten().tolist()}")
+                raise ValueError(
+                    f"probe '{name}' selected no position in rows {torch.nonzero(self.count == 0).flatten().tolist()}"
+                )
             return self.sum / self.count.view(-1, *([1] * (self.sum.ndim - 1))).to(self.sum.dtype)
         if self.last is None:
             raise KeyError(f"probe '{name}' has not recorded anything yet")
         if not self.seen.all():
-            raise ValueError(f"probe '{name}' selected no position in rows {torch.nonzero(~self.seen).flatten().tolist()}")
+            raise ValueError(
+                f"probe '{name}' selected no position in rows {torch.nonzero(~self.seen).flatten().tolist()}"
+            )
         return self.last
 
 
@@ -130,7 +135,7 @@ class Records(Mapping):
     (``[batch, n_positions, ...]`` without reduction, ``[batch, ...]`` with ``"mean"``/``"last"``)."""
 
     def __init__(self) -> None:
-        self._rec: Dict[str, _Recorder] = {}
+        self._rec: dict[str, _Recorder] = {}
 
     def __getitem__(self, name: str):
         if name not in self._rec:
@@ -163,8 +168,8 @@ class Generation:
     attention_mask: Int[Tensor, "batch pos"]
     prompt_lengths: Int[Tensor, " batch"]
     new_tokens: Int[Tensor, "batch new"]
-    completions: List[str]
-    prompts: List[str]
+    completions: list[str]
+    prompts: list[str]
     logits: Optional[Float[Tensor, "batch new d_vocab"]] = None
 
 
@@ -179,17 +184,17 @@ class HookRegistry:
 
     def __init__(self, model) -> None:
         self.model = model
-        self._entries: "OrderedDict[str, Union[_Probe, _Steer]]" = OrderedDict()
+        self._entries: OrderedDict[str, Union[_Probe, _Steer]] = OrderedDict()
         self.records = Records()
         self._stack: Optional[contextlib.ExitStack] = None
-        self._installed: Dict[str, object] = {}
+        self._installed: dict[str, object] = {}
         # Position bookkeeping of the current forward chunk (set by run/generate; default: fresh,
         # unpadded sequence).
         self._attention_mask: Optional[Tensor] = None
         self._offset = 0
         self._prompt_len: Optional[Tensor] = None
         self._step: Optional[int] = None
-        self._chunk_cache: Dict[tuple, _ChunkInfo] = {}
+        self._chunk_cache: dict[tuple, _ChunkInfo] = {}
         self._stop_after: Optional[set] = None
         self._fired: set = set()
 
@@ -198,7 +203,9 @@ class HookRegistry:
         if not isinstance(name, str) or not name:
             raise ValueError(f"a probe or steer needs a non-empty string name, got {name!r}")
         if name in self._entries:
-            raise ValueError(f"name '{name}' is already registered (as a {self._entries[name].kind}); remove it first or pick another")
+            raise ValueError(
+                f"name '{name}' is already registered (as a {self._entries[name].kind}); remove it first or pick another"
+            )
 
     def _site(self, site: SiteLike) -> Site:
         return Site.parse(site, self.model)
@@ -245,7 +252,14 @@ class HookRegistry:
             import difflib
 
             close = difflib.get_close_matches(name, list(self._entries), n=3)
-            raise KeyError(f"nothing registered as '{name}'" + (f"; did you mean {', '.join(close)}?" if close else f"; registered: {', '.join(self._entries) or 'none'}"))
+            raise KeyError(
+                f"nothing registered as '{name}'"
+                + (
+                    f"; did you mean {', '.join(close)}?"
+                    if close
+                    else f"; registered: {', '.join(self._entries) or 'none'}"
+                )
+            )
         return self._entries[name]
 
     def enable(self, name: str) -> None:
@@ -285,12 +299,18 @@ class HookRegistry:
 
         rows = []
         for order, e in enumerate(self._entries.values()):
-            rows.append({
-                "name": e.name, "kind": e.kind, "site": e.site.short, "hook": e.site.hook_name,
-                "positions": str(e.positions),
-                "detail": (f"reduce={e.reduce}, when={e.when}" if e.kind == "probe" else repr(e.edit)),
-                "enabled": e.enabled, "order": order,
-            })
+            rows.append(
+                {
+                    "name": e.name,
+                    "kind": e.kind,
+                    "site": e.site.short,
+                    "hook": e.site.hook_name,
+                    "positions": str(e.positions),
+                    "detail": (f"reduce={e.reduce}, when={e.when}" if e.kind == "probe" else repr(e.edit)),
+                    "enabled": e.enabled,
+                    "order": order,
+                }
+            )
         return pd.DataFrame(rows, columns=["name", "kind", "site", "hook", "positions", "detail", "enabled", "order"])
 
     def __repr__(self) -> str:
@@ -349,7 +369,9 @@ class HookRegistry:
         self._attention_mask, self._offset, self._prompt_len, self._step = None, 0, None, None
         self._chunk_cache.clear()
 
-    def _set_context(self, attention_mask: Optional[Tensor], offset: int, prompt_len: Optional[Tensor], step: Optional[int]) -> None:
+    def _set_context(
+        self, attention_mask: Optional[Tensor], offset: int, prompt_len: Optional[Tensor], step: Optional[int]
+    ) -> None:
         self._attention_mask, self._offset, self._prompt_len, self._step = attention_mask, offset, prompt_len, step
         self._chunk_cache.clear()
 
@@ -387,7 +409,7 @@ class HookRegistry:
                 return None
             acts = output
             info = self._chunk(acts.shape[0], acts.shape[pos_dim], acts.device)
-            masks: Dict[int, Tensor] = {}
+            masks: dict[int, Tensor] = {}
 
             def mask_for(p: Positions) -> Tensor:
                 if id(p) not in masks:
@@ -418,11 +440,17 @@ class HookRegistry:
                 ptr = acts.data_ptr()
                 ctx = EditContext(site, mask, info.abs_pos, info.seq_len, info.prompt_len, self._step)
                 new = e.edit(acts, ctx)
-                if (version is not None and acts._version != version) or (isinstance(new, Tensor) and new.data_ptr() == ptr):
-                    raise RuntimeError(f"steer '{e.name}': its edit changed the activations in place; an edit must return new values")
+                if (version is not None and acts._version != version) or (
+                    isinstance(new, Tensor) and new.data_ptr() == ptr
+                ):
+                    raise RuntimeError(
+                        f"steer '{e.name}': its edit changed the activations in place; an edit must return new values"
+                    )
                 if not isinstance(new, Tensor) or new.shape != acts.shape:
                     got = tuple(new.shape) if isinstance(new, Tensor) else type(new).__name__
-                    raise ValueError(f"steer '{e.name}': its edit returned {got}, but the activations at {site} have shape {tuple(acts.shape)}")
+                    raise ValueError(
+                        f"steer '{e.name}': its edit returned {got}, but the activations at {site} have shape {tuple(acts.shape)}"
+                    )
                 shape = [1] * acts.ndim
                 shape[0], shape[pos_dim] = mask.shape[0], mask.shape[1]
                 acts = torch.where(mask.view(shape), new.to(acts.dtype), acts)
@@ -439,7 +467,7 @@ class HookRegistry:
         return hook
 
     # ---------------------------------------------------------------- running
-    def _enabled(self, kind: str) -> List:
+    def _enabled(self, kind: str) -> list:
         return [e for e in self._entries.values() if e.enabled and e.kind == kind]
 
     def _stop_layer(self) -> Optional[int]:
@@ -455,7 +483,9 @@ class HookRegistry:
     def as_batch(self, inputs, padding_side: str = "left") -> Batch:
         if isinstance(inputs, Batch):
             return inputs
-        if isinstance(inputs, (str, list, tuple)) and (isinstance(inputs, str) or all(isinstance(t, str) for t in inputs)):
+        if isinstance(inputs, (str, list, tuple)) and (
+            isinstance(inputs, str) or all(isinstance(t, str) for t in inputs)
+        ):
             return tokenize(self.model, inputs, padding_side=padding_side)
         tokens = torch.as_tensor(inputs)
         if tokens.ndim == 1:
@@ -476,7 +506,9 @@ class HookRegistry:
         batch = self.as_batch(inputs, padding_side)
         mask = attention_mask if attention_mask is not None else batch.attention_mask
         if mask.shape != batch.tokens.shape:
-            raise ValueError(f"attention_mask has shape {tuple(mask.shape)} but tokens have shape {tuple(batch.tokens.shape)}")
+            raise ValueError(
+                f"attention_mask has shape {tuple(mask.shape)} but tokens have shape {tuple(batch.tokens.shape)}"
+            )
         probes_only = not self._enabled("steer")
         want_logits = need_logits if need_logits is not None else not probes_only
         stop = None if want_logits else self._stop_layer()
@@ -492,8 +524,12 @@ class HookRegistry:
                 self._fired = set()
                 stack.callback(setattr, self, "_stop_after", None)
             try:
-                out = self.model(batch.tokens.to(self.model.cfg.device), attention_mask=mask.to(self.model.cfg.device),
-                                 stop_at_layer=stop, return_type="logits")
+                out = self.model(
+                    batch.tokens.to(self.model.cfg.device),
+                    attention_mask=mask.to(self.model.cfg.device),
+                    stop_at_layer=stop,
+                    return_type="logits",
+                )
             except _StopForward:
                 return None
             return out if want_logits else None
@@ -520,7 +556,9 @@ class HookRegistry:
         sampling = SamplingConfig(temperature, top_k, top_p, seed)
         batch = self.as_batch([prompts] if isinstance(prompts, str) else prompts, "left")
         if batch.padding_side == "right" and not bool((batch.attention_mask == 1).all()):
-            raise ValueError("generate needs left-padded prompts (pass strings, or a Batch from tokenize(..., padding_side='left'))")
+            raise ValueError(
+                "generate needs left-padded prompts (pass strings, or a Batch from tokenize(..., padding_side='left'))"
+            )
         prompt_len = batch.lengths
         tok = self.model.tokenizer
         eos = tok.eos_token_id if (stop_at_eos and tok is not None) else None
@@ -535,9 +573,16 @@ class HookRegistry:
             stack.callback(self._set_context, None, 0, None, None)
             with torch.no_grad():
                 new, logits = decode_loop(
-                    self.model, batch.tokens.to(self.model.cfg.device), batch.attention_mask.to(self.model.cfg.device),
-                    max_new_tokens, sampling, eos_token_id=eos, pad_token_id=pad, before_chunk=before_chunk,
-                    keep_logits=return_logits, progress=progress,
+                    self.model,
+                    batch.tokens.to(self.model.cfg.device),
+                    batch.attention_mask.to(self.model.cfg.device),
+                    max_new_tokens,
+                    sampling,
+                    eos_token_id=eos,
+                    pad_token_id=pad,
+                    before_chunk=before_chunk,
+                    keep_logits=return_logits,
+                    progress=progress,
                 )
         new_mask = torch.ones_like(new)
         if eos is not None:

@@ -45,9 +45,15 @@ class Site:
     stream: str
 
     def __post_init__(self) -> None:
-        if self.layer is not None and (not isinstance(self.layer, int) or isinstance(self.layer, bool) or self.layer < 0):
+        if self.layer is not None and (
+            not isinstance(self.layer, int) or isinstance(self.layer, bool) or self.layer < 0
+        ):
             raise ValueError(f"Site layer must be a non-negative int or None, got {self.layer!r}")
-        if not isinstance(self.stream, str) or not self.stream or (self.stream.startswith("hook_") and "." not in self.stream):
+        if (
+            not isinstance(self.stream, str)
+            or not self.stream
+            or (self.stream.startswith("hook_") and "." not in self.stream)
+        ):
             raise ValueError(
                 f"Site stream must be a stream name such as 'resid_post' or 'attn.z' (without 'hook_'), "
                 f"got {self.stream!r}"
@@ -103,11 +109,15 @@ class Site:
             return self
         n_layers = model.cfg.n_layers
         if self.layer is not None and self.layer >= n_layers:
-            raise KeyError(f"site '{self.short}' asks for layer {self.layer}, but the model has layers 0..{n_layers - 1}")
+            raise KeyError(
+                f"site '{self.short}' asks for layer {self.layer}, but the model has layers 0..{n_layers - 1}"
+            )
         names = list(hooks)
         shorts = {Site.parse(n).short: n for n in names}
         close = difflib.get_close_matches(self.hook_name, names, n=4, cutoff=0.6)
-        close += [s for s in difflib.get_close_matches(self.short, list(shorts), n=4, cutoff=0.6) if shorts[s] not in close]
+        close += [
+            s for s in difflib.get_close_matches(self.short, list(shorts), n=4, cutoff=0.6) if shorts[s] not in close
+        ]
         hint = ", ".join(close) if close else "none; streams in a block: " + ", ".join(BLOCK_STREAMS)
         raise KeyError(f"unknown site '{self.short}' (hook '{self.hook_name}'); close matches: {hint}")
 

@@ -1,7 +1,8 @@
 """Tokenising batches with explicit padding and attention masks."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence, Union
+from typing import Literal, Union
 
 import torch
 from jaxtyping import Int
@@ -77,8 +78,8 @@ def pad_rows(rows: Sequence[Sequence[int]], pad_id: int, *, padding_side: str = 
     mask = torch.zeros((len(rows), n), dtype=torch.long)
     for i, r in enumerate(rows):
         if padding_side == "left":
-            tokens[i, n - len(r):] = torch.tensor(r, dtype=torch.long)
-            mask[i, n - len(r):] = 1
+            tokens[i, n - len(r) :] = torch.tensor(r, dtype=torch.long)
+            mask[i, n - len(r) :] = 1
         else:
             tokens[i, : len(r)] = torch.tensor(r, dtype=torch.long)
             mask[i, : len(r)] = 1

@@ -1,7 +1,7 @@
 """``workbench tour``."""
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -10,7 +10,7 @@ def tour(
     quick: bool = typer.Option(False, "--quick", help="a one-minute version with tiny budgets"),
     figures: Path = typer.Option(Path("figures"), help="directory for figures and the gallery page"),
     static: bool = typer.Option(True, help="also write PNG and SVG (needs Chromium for kaleido)"),
-    step: Optional[List[str]] = typer.Option(None, "--step", help="run only these steps (repeatable)"),
+    step: Optional[list[str]] = typer.Option(None, "--step", help="run only these steps (repeatable)"),
 ) -> None:
     """Run the whole workbench end to end on the embedded model; write figures/ and figures/index.html."""
     import time
@@ -27,8 +27,10 @@ def tour(
     t0 = time.perf_counter()
     results = run_tour(cfg, console=console)
     console.print(summary_table(results))
-    console.print(f"tour finished in {time.perf_counter() - t0:.0f} s; gallery: {figures / 'index.html'} "
-                  f"(steps: {', '.join(STEP_NAMES)})")
+    console.print(
+        f"tour finished in {time.perf_counter() - t0:.0f} s; gallery: {figures / 'index.html'} "
+        f"(steps: {', '.join(STEP_NAMES)})"
+    )
     if any(r.error for r in results):
         raise typer.Exit(code=1)
 

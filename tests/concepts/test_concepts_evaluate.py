@@ -18,7 +18,7 @@ def test_completion_nll_matches_transformer_lens_loss(tiny):
     for (nll, count), p, c in zip(got, prompts, comps):
         tokens = torch.tensor([p + c])
         per_token = tiny(tokens, return_type="loss", loss_per_token=True)[0]  # -log p(t_{i+1} | t_<=i)
-        expect = float(per_token[len(p) - 1:].sum())
+        expect = float(per_token[len(p) - 1 :].sum())
         assert count == len(c)
         assert nll == pytest.approx(expect, rel=1e-4)
     assert completion_nll(tiny, [[1, 2]], [[]]) == [(0.0, 0)]
@@ -29,13 +29,19 @@ def _table(rows):
 
 
 def test_summarize_respects_the_fluency_limit_and_names_the_winner():
-    t = _table([
-        ["none", "none", 0, 0.5, 1.0, 0.0],
-        ["a", "positive", 4, 0.9, 1.5, 0.1], ["a", "positive", 8, 1.0, 3.0, 0.5],
-        ["a", "negative", 4, 0.2, 1.4, 0.1], ["a", "negative", 8, 0.0, 2.5, 0.4],
-        ["b", "positive", 4, 0.7, 1.1, 0.1], ["b", "positive", 8, 0.95, 1.9, 0.3],
-        ["b", "negative", 4, 0.3, 1.1, 0.1], ["b", "negative", 8, 0.1, 1.8, 0.3],
-    ])
+    t = _table(
+        [
+            ["none", "none", 0, 0.5, 1.0, 0.0],
+            ["a", "positive", 4, 0.9, 1.5, 0.1],
+            ["a", "positive", 8, 1.0, 3.0, 0.5],
+            ["a", "negative", 4, 0.2, 1.4, 0.1],
+            ["a", "negative", 8, 0.0, 2.5, 0.4],
+            ["b", "positive", 4, 0.7, 1.1, 0.1],
+            ["b", "positive", 8, 0.95, 1.9, 0.3],
+            ["b", "negative", 4, 0.3, 1.1, 0.1],
+            ["b", "negative", 8, 0.1, 1.8, 0.3],
+        ]
+    )
     summary, winner = summarize(t, max_ratio=2.0)
     a = summary.set_index("method").loc["a"]
     assert a["positive_success"] == 0.9 and a["positive_strength"] == 4  # 1.0 needs 3× perplexity
@@ -66,11 +72,14 @@ def test_run_conditions_is_consistent(embedded):
     judge = judge_for("sentiment")
     v = torch.randn(embedded.cfg.d_model, generator=torch.Generator().manual_seed(0))
     strong = Condition("rand", "positive", 1.0, AddVector(v / v.norm() * 40, 1.0))
-    together, comps = run_conditions(embedded, "resid_post.4", [strong], prompts, judge, max_new_tokens=3, progress=False)
+    together, comps = run_conditions(
+        embedded, "resid_post.4", [strong], prompts, judge, max_new_tokens=3, progress=False
+    )
     base = together[together["method"] == "none"].iloc[0]
     assert base["kl"] == pytest.approx(0.0, abs=1e-6) and base["perplexity_ratio"] == pytest.approx(1.0)
     assert together.loc[together["method"] == "rand", "kl"].item() > 0.01
-    alone, comps_alone = run_conditions(embedded, "resid_post.4", [strong], prompts, judge, max_new_tokens=3,
-                                        progress=False, max_rows=2)  # one condition per generate call
+    alone, comps_alone = run_conditions(
+        embedded, "resid_post.4", [strong], prompts, judge, max_new_tokens=3, progress=False, max_rows=2
+    )  # one condition per generate call
     assert list(comps["completion"]) == list(comps_alone["completion"])
     assert math.isfinite(base["perplexity"]) and set(together.columns) >= {"success", "perplexity", "kl", "distinct"}

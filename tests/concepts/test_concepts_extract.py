@@ -4,8 +4,13 @@ import torch
 from workbench.concepts import extract
 from workbench.registry import HookRegistry
 
-TEXTS = ["The cat sat.", "A much longer sentence about the weather in the mountains today.", "Hello there, friend!",
-         "Short one", "Tomorrow the market opens at nine and closes late."]
+TEXTS = [
+    "The cat sat.",
+    "A much longer sentence about the weather in the mountains today.",
+    "Hello there, friend!",
+    "Short one",
+    "Tomorrow the market opens at nine and closes late.",
+]
 
 
 @pytest.mark.embedded
@@ -19,7 +24,9 @@ def test_extract_is_independent_of_batch_size_and_padding_side(embedded, reduce)
             assert got[s].shape == (len(TEXTS), embedded.cfg.d_model)
             torch.testing.assert_close(got[s], ref[s], atol=2e-3, rtol=1e-4)
     # the reference itself: one text alone through a plain forward, read with run_with_cache
-    _, cache = embedded.run_with_cache(embedded.to_tokens(TEXTS[1], prepend_bos=False), names_filter="blocks.3.hook_resid_post")
+    _, cache = embedded.run_with_cache(
+        embedded.to_tokens(TEXTS[1], prepend_bos=False), names_filter="blocks.3.hook_resid_post"
+    )
     h = cache["blocks.3.hook_resid_post"][0]
     expect = h[-1] if reduce == "last" else h[1:].mean(0)
     torch.testing.assert_close(ref["resid_post.3"][1], expect, atol=1e-3, rtol=1e-4)

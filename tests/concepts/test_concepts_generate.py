@@ -22,7 +22,9 @@ def test_description_parsing():
 @pytest.mark.embedded
 def test_generate_concept_set_is_reproducible_and_clean(embedded, tmp_path):
     kw = dict(n=2, seed=1, max_new_tokens=16, batch_size=2, max_rounds=4, progress=False)
-    a = generate_concept_set(embedded, "sounds cheerful and happy vs sounds gloomy and sad", path=tmp_path / "g.jsonl", **kw)
+    a = generate_concept_set(
+        embedded, "sounds cheerful and happy vs sounds gloomy and sad", path=tmp_path / "g.jsonl", **kw
+    )
     b = generate_concept_set(embedded, "sounds cheerful and happy vs sounds gloomy and sad", **kw)
     assert a.positive == b.positive and a.negative == b.negative
     assert a.paired and len(a.positive) == 2
@@ -30,6 +32,8 @@ def test_generate_concept_set_is_reproducible_and_clean(embedded, tmp_path):
     assert all("<|" not in t and 15 <= len(t) <= 220 for t in a.texts)
     assert a.provenance["seed"] == 1 and (tmp_path / "g.jsonl").exists()
     with pytest.raises(ConceptDataError, match="generated only"):
-        generate_concept_set(embedded, "is happy vs is sad", n=3, max_rounds=1, batch_size=1, max_new_tokens=2, progress=False)
+        generate_concept_set(
+            embedded, "is happy vs is sad", n=3, max_rounds=1, batch_size=1, max_new_tokens=2, progress=False
+        )
     with pytest.raises(ValueError, match="n must be"):
         generate_concept_set(embedded, "is happy vs is sad", n=0)

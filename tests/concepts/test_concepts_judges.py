@@ -8,7 +8,11 @@ def test_judges_on_clear_examples():
     assert language_probability("The cat sleeps on the sofa while we eat.") < 0.1
     assert food_hits("She baked bread and made a tomato soup.") >= 3
     assert food_hits("He repaired the bicycle in the garage.") == 0
-    assert casual_score("hey guys, gonna be late lol") > 0 > casual_score("Dear colleagues, kindly note that the meeting is postponed. Sincerely.")
+    assert (
+        casual_score("hey guys, gonna be late lol")
+        > 0
+        > casual_score("Dear colleagues, kindly note that the meeting is postponed. Sincerely.")
+    )
 
 
 def test_judges_agree_with_the_shipped_held_out_labels():

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from workbench.concepts import ACEEdit, AblateAndAdd, GCAVEdit, RowGroups, fit_vector, gcav_epsilon, steering_edit
+from workbench.concepts import AblateAndAdd, ACEEdit, GCAVEdit, RowGroups, fit_vector, gcav_epsilon, steering_edit
 from workbench.edits import AddVector
 from workbench.registry import HookRegistry
 from workbench.sites import Site
@@ -88,8 +88,12 @@ def test_ablation_and_ace_edits_set_the_component(tiny):
     r, mu0 = torch.randn(d, generator=g), torch.randn(d, generator=g)
     r_hat = r / r.norm()
     tokens = _tokens()
-    for edit, expected in ((AblateAndAdd(r, 0.0), 0.0), (AblateAndAdd(r, 2.0), 2.0 * float(r.norm())),
-                           (ACEEdit(r, mu0, 0.0), float(mu0 @ r_hat)), (ACEEdit(r, mu0, -1.5), float(mu0 @ r_hat) - 1.5 * float(r.norm()))):
+    for edit, expected in (
+        (AblateAndAdd(r, 0.0), 0.0),
+        (AblateAndAdd(r, 2.0), 2.0 * float(r.norm())),
+        (ACEEdit(r, mu0, 0.0), float(mu0 @ r_hat)),
+        (ACEEdit(r, mu0, -1.5), float(mu0 @ r_hat) - 1.5 * float(r.norm())),
+    ):
         reg = HookRegistry(tiny)
         reg.probe("before", SITE, when="before")
         reg.steer("e", SITE, edit)
@@ -116,7 +120,7 @@ def test_row_groups_equal_separate_runs(tiny):
         if edit is not None:
             single.steer("one", SITE, edit)
         alone = single.run(tokens, need_logits=True) if edit is not None else tiny(tokens)
-        assert torch.allclose(together[2 * k:2 * k + 2], alone, atol=1e-4)
+        assert torch.allclose(together[2 * k : 2 * k + 2], alone, atol=1e-4)
     with pytest.raises(ValueError, match="covers 6 rows"):
         reg.run(tokens, need_logits=True)
     assert not any(m._forward_hooks for m in tiny.modules()), "a hook leaked after the error"

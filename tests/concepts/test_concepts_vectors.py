@@ -1,9 +1,15 @@
-import numpy as np
 import pytest
 import torch
 
 from workbench.concepts import (
-    ConceptVector, best_layer, fit_logistic, fit_vector, layer_sweep, mean_centring, mean_difference, pca_of_differences,
+    ConceptVector,
+    best_layer,
+    fit_logistic,
+    fit_vector,
+    layer_sweep,
+    mean_centring,
+    mean_difference,
+    pca_of_differences,
 )
 from workbench.sites import Site
 

@@ -65,8 +65,9 @@ def test_embedded_resid_pre_grid_equals_transformer_lens(embedded):
     layers = [0, 14, 29]
     _, clean_cache = embedded.run_with_cache(task.clean, names_filter=lambda n: n.endswith("hook_resid_pre"))
     index = pd.DataFrame([(L, p) for L in layers for p in range(task.seq_len)], columns=["layer", "pos"])
-    ref = tlp.generic_activation_patch(embedded, task.corrupted, clean_cache, metric, tlp.layer_pos_patch_setter,
-                                       "resid_pre", index_df=index).view(len(layers), task.seq_len)
+    ref = tlp.generic_activation_patch(
+        embedded, task.corrupted, clean_cache, metric, tlp.layer_pos_patch_setter, "resid_pre", index_df=index
+    ).view(len(layers), task.seq_len)
     ours = activation_patch(embedded, task.clean, task.corrupted, metric, "resid_pre", layers=layers)[layers]
     assert (ours - ref).abs().max() < 1e-4
     assert ref[-1, -1] > 0.9  # by the last layer the answer lives in the last position's residual

@@ -9,7 +9,12 @@ from workbench.patching.attribution import RelPRules, attribution_patch, install
 from workbench.patching.faithfulness import measure_faithfulness, pearson, scatter_figure
 from workbench.patching.tasks import make_metric, random_task
 
-SITES = {"resid_pre": "hook_resid_pre", "attn_out": "hook_attn_out", "mlp_out": "hook_mlp_out", "heads_by_pos": "attn.hook_z"}
+SITES = {
+    "resid_pre": "hook_resid_pre",
+    "attn_out": "hook_attn_out",
+    "mlp_out": "hook_mlp_out",
+    "heads_by_pos": "attn.hook_z",
+}
 
 
 def _tl_atp(model, task, metric):
@@ -31,8 +36,10 @@ def _tl_atp(model, task, metric):
         model.zero_grad(set_to_none=True)
     out = {}
     for stream, h in SITES.items():
-        rows = [((clean[f"blocks.{L}.{h}"] - corr[f"blocks.{L}.{h}"]) * grads[f"blocks.{L}.{h}"]).sum(-1).sum(0)
-                for L in range(model.cfg.n_layers)]
+        rows = [
+            ((clean[f"blocks.{L}.{h}"] - corr[f"blocks.{L}.{h}"]) * grads[f"blocks.{L}.{h}"]).sum(-1).sum(0)
+            for L in range(model.cfg.n_layers)
+        ]
         out[stream] = torch.stack(rows)
     return out
 
@@ -55,7 +62,9 @@ def test_rewritten_forward_gives_exactly_the_normal_outputs(gated):
     toks = torch.randint(0, model.cfg.d_vocab, (2, 6))
     reg = HookRegistry(model)
     names = install_relp_rules(reg, RelPRules(attention=True))
-    assert any(".mlp." in n for n in names) and any("pattern" in n for n in names) and any("ln_final" in n for n in names)
+    assert (
+        any(".mlp." in n for n in names) and any("pattern" in n for n in names) and any("ln_final" in n for n in names)
+    )
     with torch.enable_grad():
         rewritten = reg.run(toks, need_logits=True)
     assert torch.equal(rewritten, model(toks))

@@ -8,9 +8,21 @@ from workbench.patching.tasks import LogitDiffMetric, Task, check_task, logit_di
 
 def test_task_rejects_unequal_lengths_and_equal_answers():
     with pytest.raises(ValueError, match="same token length"):
-        Task("t", torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 4, dtype=torch.long), torch.tensor([1, 2]), torch.tensor([2, 1]))
+        Task(
+            "t",
+            torch.zeros(2, 3, dtype=torch.long),
+            torch.zeros(2, 4, dtype=torch.long),
+            torch.tensor([1, 2]),
+            torch.tensor([2, 1]),
+        )
     with pytest.raises(ValueError, match="same correct and wrong"):
-        Task("t", torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3, dtype=torch.long), torch.tensor([1, 2]), torch.tensor([1, 3]))
+        Task(
+            "t",
+            torch.zeros(2, 3, dtype=torch.long),
+            torch.zeros(2, 3, dtype=torch.long),
+            torch.tensor([1, 2]),
+            torch.tensor([1, 3]),
+        )
 
 
 def test_metric_is_one_on_clean_zero_on_corrupted(tiny):
@@ -19,8 +31,10 @@ def test_metric_is_one_on_clean_zero_on_corrupted(tiny):
     assert float(metric(tiny(task.clean))) == pytest.approx(1.0, abs=1e-5)
     assert float(metric(tiny(task.corrupted))) == pytest.approx(0.0, abs=1e-5)
     last = tiny(task.clean)[:, -1]
-    torch.testing.assert_close(logit_diff(last, task.correct, task.wrong),
-                               last.gather(1, task.correct[:, None])[:, 0] - last.gather(1, task.wrong[:, None])[:, 0])
+    torch.testing.assert_close(
+        logit_diff(last, task.correct, task.wrong),
+        last.gather(1, task.correct[:, None])[:, 0] - last.gather(1, task.wrong[:, None])[:, 0],
+    )
 
 
 def test_metric_refuses_a_corruption_that_changes_nothing():

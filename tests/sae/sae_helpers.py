@@ -5,14 +5,24 @@ from sae_lens import StandardSAE, StandardSAEConfig, TopKSAE, TopKSAEConfig
 from sae_lens.saes.sae import SAEMetadata
 
 
-def tiny_sae(hook: str = "blocks.0.hook_resid_post", d_in: int = 32, d_sae: int = 48, *, kind: str = "topk",
-             k: int = 6, seed: int = 0, dtype: str = "float32"):
+def tiny_sae(
+    hook: str = "blocks.0.hook_resid_post",
+    d_in: int = 32,
+    d_sae: int = 48,
+    *,
+    kind: str = "topk",
+    k: int = 6,
+    seed: int = 0,
+    dtype: str = "float32",
+):
     """A random TopK (decoder-norm rescaled) or ReLU SAELens SAE with uneven decoder norms and a
     non-zero decoder bias, so normalisation bugs show."""
     torch.manual_seed(seed)
     meta = SAEMetadata(hook_name=hook)
     if kind == "topk":
-        sae = TopKSAE(TopKSAEConfig(d_in=d_in, d_sae=d_sae, k=k, rescale_acts_by_decoder_norm=True, dtype=dtype, metadata=meta))
+        sae = TopKSAE(
+            TopKSAEConfig(d_in=d_in, d_sae=d_sae, k=k, rescale_acts_by_decoder_norm=True, dtype=dtype, metadata=meta)
+        )
     elif kind == "relu":
         sae = StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=d_sae, dtype=dtype, metadata=meta))
     else:

@@ -1,8 +1,8 @@
 """``workbench sae`` wiring (the heavy commands run on the embedded model and are exercised by hand / the bench)."""
 
 import pytest
-from typer.testing import CliRunner
 from sae_helpers import tiny_sae
+from typer.testing import CliRunner
 
 from workbench.cli import app
 
@@ -46,15 +46,20 @@ def test_scores_dashboard_steer_and_replot_on_the_embedded_model(tmp_path):
     r = CliRunner().invoke(app, ["sae", "scores", name, "--n-rows", "16", "--out", str(scores_dir), "--show", "3"])
     assert r.exit_code == 0, r.output
     assert "highest output scores" in r.output and (scores_dir / "scores.csv").exists()
-    r = CliRunner().invoke(app, ["sae", "dashboard", name, "--top", "2", "--scores-dir", str(scores_dir),
-                                 "--out", str(tmp_path / "dash")])
+    r = CliRunner().invoke(
+        app, ["sae", "dashboard", name, "--top", "2", "--scores-dir", str(scores_dir), "--out", str(tmp_path / "dash")]
+    )
     assert r.exit_code == 0, r.output
     pages = sorted(p.name for p in (tmp_path / "dash").glob("*.html"))
     assert "index.html" in pages and len(pages) == 3, pages
-    r = CliRunner().invoke(app, ["sae", "steer", name, "5", "--scores-dir", str(scores_dir), "-s", "4", "--tokens", "4"])
+    r = CliRunner().invoke(
+        app, ["sae", "steer", name, "5", "--scores-dir", str(scores_dir), "-s", "4", "--tokens", "4"]
+    )
     assert "prompt:" in r.output or "never fired" in r.output, r.output
     results = tmp_path / "results"
     shutil.copytree("results/sae", results)
-    r = CliRunner().invoke(app, ["sae", "replicate", "--replot", "--out", str(results), "--figures", str(tmp_path / "figs")])
+    r = CliRunner().invoke(
+        app, ["sae", "replicate", "--replot", "--out", str(results), "--figures", str(tmp_path / "figs")]
+    )
     assert r.exit_code == 0, r.output
     assert (tmp_path / "figs" / "sae_steering.html").exists() and "success_ratio_filtered_over_random" in r.output

@@ -22,8 +22,14 @@ def scored(tiny):
     sae = tiny_sae("blocks.1.hook_resid_post")
     lens = feature_logit_lens(tiny, sae, k=5)
     out = output_scores(tiny, sae, lens, prompt=torch.tensor([3, 7, 11, 2]), progress=False)
-    ex = collect_top_examples(tiny, sae, torch.randint(0, 50, (8, 16), generator=torch.Generator().manual_seed(0)),
-                              k=6, window=(4, 2), progress=False)
+    ex = collect_top_examples(
+        tiny,
+        sae,
+        torch.randint(0, 50, (8, 16), generator=torch.Generator().manual_seed(0)),
+        k=6,
+        window=(4, 2),
+        progress=False,
+    )
     return sae, FeatureScores(score_table(tiny, sae, lens=lens, output=out, examples=ex), lens, ex)
 
 
@@ -43,7 +49,10 @@ def test_contexts_mark_the_max_token(scored):
     assert page.count('class="ctx"') == min(3, int(fs.examples.n_examples[f]))
     assert page.count('class="max"') == page.count('class="ctx"')
     tok = int(fs.examples.token[f, 0])
-    assert f'class="max" style="background: rgba(230,120,0,1.00)" title="{float(fs.examples.values[f, 0]):.3g}">&lt;{tok}&gt;' in page
+    assert (
+        f'class="max" style="background: rgba(230,120,0,1.00)" title="{float(fs.examples.values[f, 0]):.3g}">&lt;{tok}&gt;'
+        in page
+    )
 
 
 def test_write_dashboards_and_round_trip(scored, tiny, tmp_path):

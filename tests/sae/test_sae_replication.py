@@ -58,13 +58,27 @@ def _table(n=200, seed=0, dependent=False):
     rng = np.random.default_rng(seed)
     s_in = rng.uniform(0, 1, n)
     s_out = rng.uniform(0, 0.2, n) if not dependent else 0.2 * s_in
-    return pd.DataFrame({"feature": range(n), "input_score": s_in, "output_score": s_out,
-                         "n_examples": 50, "max_activation": 1.0, "top_tokens": [["a"]] * n})
+    return pd.DataFrame(
+        {
+            "feature": range(n),
+            "input_score": s_in,
+            "output_score": s_out,
+            "n_examples": 50,
+            "max_activation": 1.0,
+            "top_tokens": [["a"]] * n,
+        }
+    )
 
 
 def test_cooccurrence_by_hand():
-    t = pd.DataFrame({"feature": range(10), "input_score": [0.9, 0.8, 0.1, 0.2, 0.6, 0.0, 0.1, 0.3, 0.9, 0.0],
-                      "output_score": [0.01, 0.02, 0.5, 0.4, 0.03, 0.02, 0.01, 0.9, 0.02, 0.03], "n_examples": 20})
+    t = pd.DataFrame(
+        {
+            "feature": range(10),
+            "input_score": [0.9, 0.8, 0.1, 0.2, 0.6, 0.0, 0.1, 0.3, 0.9, 0.0],
+            "output_score": [0.01, 0.02, 0.5, 0.4, 0.03, 0.02, 0.01, 0.9, 0.02, 0.03],
+            "n_examples": 20,
+        }
+    )
     c = cooccurrence(t, input_threshold=0.5, output_quantile=0.8)
     # top-20 % output threshold = quantile(0.8) of the outputs; features 7 (0.9) and 2 (0.5) are above it
     assert c["share_high_input"] == pytest.approx(0.4)
@@ -97,8 +111,18 @@ def _steering_rows():
             for p in range(2):
                 feature = f + 10 * GROUPS.index(group)
                 for strength, value in ((0.0, base), (4.0, succ + (0.1 if f else -0.1))):
-                    rows.append({"layer": "L6", "group": group, "feature": feature, "strength": strength, "prompt": str(p),
-                                 "success": value, "nll": math.log(5.0), "n_tokens": 4})
+                    rows.append(
+                        {
+                            "layer": "L6",
+                            "group": group,
+                            "feature": feature,
+                            "strength": strength,
+                            "prompt": str(p),
+                            "success": value,
+                            "nll": math.log(5.0),
+                            "n_tokens": 4,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -110,7 +134,9 @@ def test_summary_ratios_and_lift_by_hand():
     assert hi["ratio_high_over_random"] == pytest.approx(3.0) and hi["ratio_high_over_low"] == pytest.approx(6.0)
     assert hi["ratio_filtered_over_random"] == pytest.approx(2.0)
     # lifts: high 0.5, filtered 0.2, random 0.2, low 0.05
-    assert hi["lift_ratio_filtered_over_random"] == pytest.approx(1.0) and hi["lift_ratio_high_over_low"] == pytest.approx(10.0)
+    assert hi["lift_ratio_filtered_over_random"] == pytest.approx(1.0) and hi[
+        "lift_ratio_high_over_low"
+    ] == pytest.approx(10.0)
     assert hi["perplexity_median"] == pytest.approx(5.0)
     pooled = pooled_steering(rows)
     assert pooled["lift"][HIGH] == pytest.approx(0.5) and pooled["success_ratio_high_over_random"] == pytest.approx(3.0)
@@ -124,11 +150,16 @@ def test_replot_resummarises_saved_rows_and_drops_stale_keys(tmp_path):
     t["top_tokens"] = "a | b"
     t.to_csv(tmp_path / "scores_sae6.csv", index=False)
     _steering_rows().to_csv(tmp_path / "steering_rows.csv", index=False)
-    (tmp_path / "replication.json").write_text(json.dumps(
-        {"config": {"min_examples": 10}, "saes": {"sae6": {"layer": 6}}, "pooled_ratio_high_over_random": 99.0}))
+    (tmp_path / "replication.json").write_text(
+        json.dumps(
+            {"config": {"min_examples": 10}, "saes": {"sae6": {"layer": 6}}, "pooled_ratio_high_over_random": 99.0}
+        )
+    )
     figs = replot(tmp_path, tmp_path / "figs", save=False)
     assert set(figs) == {"sae_scores_scatter", "sae_scores_by_layer", "sae_steering"}
-    assert "pooled_ratio_high_over_random" in json.loads((tmp_path / "replication.json").read_text())  # save=False: untouched
+    assert "pooled_ratio_high_over_random" in json.loads(
+        (tmp_path / "replication.json").read_text()
+    )  # save=False: untouched
     replot(tmp_path, tmp_path / "figs", formats=("html",))
     saved = json.loads((tmp_path / "replication.json").read_text())
     assert "pooled_ratio_high_over_random" not in saved

@@ -8,6 +8,7 @@ import torch
 from sae_helpers import tiny_sae
 
 from workbench.sae.scores import (
+    TopExamples,
     collect_top_examples,
     feature_logit_lens,
     input_scores,
@@ -17,7 +18,6 @@ from workbench.sae.scores import (
     output_scores_naive,
     score_table,
     select_features,
-    TopExamples,
 )
 
 PROMPT = torch.tensor([3, 7, 11, 2, 9])
@@ -85,7 +85,9 @@ def reference_output_score(model, sae, feature, top_tokens, layer):
 
     sae.hook_sae_acts_post.add_hook(boost)
     try:
-        logits = model.run_with_hooks(PROMPT[None], fwd_hooks=[(f"blocks.{layer}.hook_resid_post", lambda x, hook: sae(x))])
+        logits = model.run_with_hooks(
+            PROMPT[None], fwd_hooks=[(f"blocks.{layer}.hook_resid_post", lambda x, hook: sae(x))]
+        )
     finally:
         sae.hook_sae_acts_post.remove_hooks()
         sae.use_error_term = False
@@ -133,8 +135,10 @@ def test_output_scores_resid_pre_and_other_sites():
     for hook in ("blocks.1.hook_resid_pre", "blocks.0.hook_mlp_out"):
         sae = tiny_sae(hook, d_sae=12, k=4, dtype="float64")
         lens = feature_logit_lens(model, sae, k=4)
-        assert torch.equal(output_scores(model, sae, lens, prompt=PROMPT, progress=False),
-                           output_scores_naive(model, sae, lens, prompt=PROMPT, progress=False))
+        assert torch.equal(
+            output_scores(model, sae, lens, prompt=PROMPT, progress=False),
+            output_scores_naive(model, sae, lens, prompt=PROMPT, progress=False),
+        )
     with pytest.raises(ValueError, match="method='cached' needs"):
         output_scores(model, sae, lens, prompt=PROMPT, method="cached", progress=False)
 

@@ -83,8 +83,12 @@ def test_per_row_features_equal_one_row_at_a_time(sae):
     batched = add_feature(x, decoder_directions(sae), feats, amounts)
     amp = amplify_feature(sae, x, feats, 10.0)
     for b in range(3):
-        torch.testing.assert_close(batched[b : b + 1], add_feature(x[b : b + 1], decoder_directions(sae), int(feats[b]), float(amounts[b])))
-        torch.testing.assert_close(amp[b : b + 1], amplify_feature(sae, x[b : b + 1], int(feats[b]), 10.0), atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(
+            batched[b : b + 1], add_feature(x[b : b + 1], decoder_directions(sae), int(feats[b]), float(amounts[b]))
+        )
+        torch.testing.assert_close(
+            amp[b : b + 1], amplify_feature(sae, x[b : b + 1], int(feats[b]), 10.0), atol=1e-6, rtol=1e-6
+        )
 
 
 def test_bad_features_give_clear_errors(sae):

@@ -6,7 +6,13 @@ from sae_lens import SAE, TopKSAE
 
 from workbench.models import tiny_model
 from workbench.sae.train import (
-    TrainConfig, activation_batches, build_parser, cache_activations, load_activations, save_sae, train_one,
+    TrainConfig,
+    activation_batches,
+    build_parser,
+    cache_activations,
+    load_activations,
+    save_sae,
+    train_one,
 )
 
 
@@ -46,10 +52,14 @@ def test_cache_activations_matches_run_with_cache_and_resumes(tmp_path):
     model = tiny_model(n_layers=2, d_model=32, d_vocab=50, seed=0)
     tokens = torch.randint(0, 50, (5, 6), generator=torch.Generator().manual_seed(0))
     hooks = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
-    paths = cache_activations(model, tokens, hooks, tmp_path, "train", stop_at_layer=2, skip_positions=1,
-                              batch_size=2, shard_seqs=2)
-    assert [p.name for p in paths] == ["train_000000-000002.safetensors", "train_000002-000004.safetensors",
-                                       "train_000004-000005.safetensors"]
+    paths = cache_activations(
+        model, tokens, hooks, tmp_path, "train", stop_at_layer=2, skip_positions=1, batch_size=2, shard_seqs=2
+    )
+    assert [p.name for p in paths] == [
+        "train_000000-000002.safetensors",
+        "train_000002-000004.safetensors",
+        "train_000004-000005.safetensors",
+    ]
     _, cache = model.run_with_cache(tokens)
     for h in hooks:
         got = load_activations(paths, h)

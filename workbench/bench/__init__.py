@@ -2,8 +2,9 @@
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, List
+from typing import List
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> floa
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     for _ in range(warmup):
         fn()
-    times: List[float] = []
+    times: list[float] = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
@@ -35,7 +36,7 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> floa
     return statistics.median(times)
 
 
-def timing_table(rows: List[Timing], title: str):
+def timing_table(rows: list[Timing], title: str):
     from rich.table import Table
 
     t = Table(title=title)

@@ -11,14 +11,12 @@ the same run, on the embedded model.
    batched 3-grid sweep, timed in the same run.
 """
 
-from typing import List
-
 import torch
 
 from . import Timing, median_time
 
 
-def run_patching_bench(task: str = "capital", n: int = 4, repeats: int = 1, console=None) -> List[Timing]:
+def run_patching_bench(task: str = "capital", n: int = 4, repeats: int = 1, console=None) -> list[Timing]:
     import transformer_lens.patching as tlp
 
     from ..models import load_model
@@ -32,7 +30,7 @@ def run_patching_bench(task: str = "capital", n: int = 4, repeats: int = 1, cons
     shape = f"{t.n} prompts × {t.seq_len} tokens, {model.cfg.n_layers} layers"
     say = console.print if console is not None else (lambda *a, **k: None)
     say(f"task {task}: {shape}")
-    rows: List[Timing] = []
+    rows: list[Timing] = []
 
     _, clean_cache = model.run_with_cache(t.clean, names_filter=lambda name: name.endswith("hook_resid_pre"))
     box = {}
@@ -47,8 +45,15 @@ def run_patching_bench(task: str = "capital", n: int = 4, repeats: int = 1, cons
         t_tl = median_time(tl, repeats, warmup=0)
         t_ours = median_time(ours, repeats, warmup=0)
     err = float((box["tl"] - box["ours"]).abs().max())
-    rows.append(Timing("ours: resid_pre grid (batched, start at layer)", t_ours, "TL get_act_patch_resid_pre", t_tl,
-                       f"{shape}; max |diff| {err:.1e}; speed-up {t_tl / t_ours:.1f}× (goal ≥ 3×)"))
+    rows.append(
+        Timing(
+            "ours: resid_pre grid (batched, start at layer)",
+            t_ours,
+            "TL get_act_patch_resid_pre",
+            t_tl,
+            f"{shape}; max |diff| {err:.1e}; speed-up {t_tl / t_ours:.1f}× (goal ≥ 3×)",
+        )
+    )
     say(f"resid_pre grid: TL {t_tl:.1f} s, ours {t_ours:.1f} s, max |diff| {err:.2e}")
 
     def sweep():
@@ -59,16 +64,29 @@ def run_patching_bench(task: str = "capital", n: int = 4, repeats: int = 1, cons
         t_sweep = median_time(sweep, repeats, warmup=0)
     say(f"our 3-grid sweep: {t_sweep:.1f} s")
     streams = ("resid_pre", "attn_out", "mlp_out")
-    for label, rules in (("AtP", RelPRules.none()), ("RelP", RelPRules()), ("RelP + AH-rule", RelPRules(attention=True))):
-        t_est = median_time(lambda: attribution_patch(model, t.clean, t.corrupted, metric, streams, rules=rules), repeats)
-        rows.append(Timing(f"{label}: resid_pre + attn_out + mlp_out at once", t_est, "TL activation patching, resid_pre grid only", t_tl,
-                           f"vs TL's 3-grid sweep (≥ 3 × {t_tl:.0f} s): ≥ {3 * t_tl / t_est:.0f}× (goal ≥ 50×); "
-                           f"vs our batched 3-grid sweep ({t_sweep:.0f} s): {t_sweep / t_est:.0f}×"))
+    for label, rules in (
+        ("AtP", RelPRules.none()),
+        ("RelP", RelPRules()),
+        ("RelP + AH-rule", RelPRules(attention=True)),
+    ):
+        t_est = median_time(
+            lambda: attribution_patch(model, t.clean, t.corrupted, metric, streams, rules=rules), repeats
+        )
+        rows.append(
+            Timing(
+                f"{label}: resid_pre + attn_out + mlp_out at once",
+                t_est,
+                "TL activation patching, resid_pre grid only",
+                t_tl,
+                f"vs TL's 3-grid sweep (≥ 3 × {t_tl:.0f} s): ≥ {3 * t_tl / t_est:.0f}× (goal ≥ 50×); "
+                f"vs our batched 3-grid sweep ({t_sweep:.0f} s): {t_sweep / t_est:.0f}×",
+            )
+        )
         say(f"{label}: {t_est:.2f} s")
     return rows
 
 
-def print_results(rows: List[Timing], console) -> None:
+def print_results(rows: list[Timing], console) -> None:
     from . import timing_table
 
     console.print(timing_table(rows, "bench patching (ratio < 1 = faster than the baseline)"))

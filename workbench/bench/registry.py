@@ -7,8 +7,6 @@
    steer is shown as a second baseline.
 """
 
-from typing import List
-
 import torch
 
 from . import Timing, median_time, timing_table
@@ -21,7 +19,7 @@ PROMPTS = [
 ]
 
 
-def run_registry_bench(repeats: int = 3, new_tokens: int = 32) -> List[Timing]:
+def run_registry_bench(repeats: int = 3, new_tokens: int = 32) -> list[Timing]:
     from ..edits import AddVector
     from ..models import load_hf_embedded, load_model
     from ..registry import HookRegistry
@@ -29,7 +27,7 @@ def run_registry_bench(repeats: int = 3, new_tokens: int = 32) -> List[Timing]:
 
     model = load_model()
     hf, hf_tok = load_hf_embedded()
-    rows: List[Timing] = []
+    rows: list[Timing] = []
 
     # 1. probe one site vs bare forward (same 4x~10-token batch, repeated to ~256 tokens)
     batch = tokenize(model, PROMPTS * 8, padding_side="left")
@@ -38,8 +36,15 @@ def run_registry_bench(repeats: int = 3, new_tokens: int = 32) -> List[Timing]:
         bare = median_time(lambda: model(batch.tokens, attention_mask=batch.attention_mask), repeats)
         probe = median_time(lambda: reg.run(batch), repeats)
     n_tok = int(batch.attention_mask.sum())
-    rows.append(Timing("probe resid_post.15 (reg.run)", probe, "bare model(tokens)", bare,
-                       f"{batch.tokens.shape[0]}×{batch.tokens.shape[1]} tokens ({n_tok} real)"))
+    rows.append(
+        Timing(
+            "probe resid_post.15 (reg.run)",
+            probe,
+            "bare model(tokens)",
+            bare,
+            f"{batch.tokens.shape[0]}×{batch.tokens.shape[1]} tokens ({n_tok} real)",
+        )
+    )
 
     # 2. steered generation vs HF generate
     v = torch.randn(model.cfg.d_model, generator=torch.Generator().manual_seed(0))
@@ -50,34 +55,63 @@ def run_registry_bench(repeats: int = 3, new_tokens: int = 32) -> List[Timing]:
 
         def hf_gen():
             with torch.no_grad():
-                hf.generate(**enc, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                            pad_token_id=hf_tok.pad_token_id)
+                hf.generate(
+                    **enc,
+                    max_new_tokens=new_tokens,
+                    min_new_tokens=new_tokens,
+                    do_sample=False,
+                    pad_token_id=hf_tok.pad_token_id,
+                )
 
         def ours():
             steer.generate(prompts, max_new_tokens=new_tokens, stop_at_eos=False)
 
         t_hf = median_time(hf_gen, repeats)
         t_ours = median_time(ours, repeats)
-        rows.append(Timing(f"steered reg.generate, batch {b}", t_ours, "HF generate (unsteered)", t_hf,
-                           f"{new_tokens} new tokens, greedy, KV cache"))
+        rows.append(
+            Timing(
+                f"steered reg.generate, batch {b}",
+                t_ours,
+                "HF generate (unsteered)",
+                t_hf,
+                f"{new_tokens} new tokens, greedy, KV cache",
+            )
+        )
         if b == 1:
             toks = tokenize(model, prompts).tokens
 
             def tl_gen():
                 with steer:
-                    model.generate(toks, max_new_tokens=new_tokens, do_sample=False, verbose=False,
-                                   use_past_kv_cache=True, stop_at_eos=False)
+                    model.generate(
+                        toks,
+                        max_new_tokens=new_tokens,
+                        do_sample=False,
+                        verbose=False,
+                        use_past_kv_cache=True,
+                        stop_at_eos=False,
+                    )
 
             t_tl = median_time(tl_gen, max(1, repeats - 1))
-            rows.append(Timing("steered TransformerLens generate, batch 1", t_tl, "HF generate (unsteered)", t_hf,
-                               "for context: TL's own decode loop"))
+            rows.append(
+                Timing(
+                    "steered TransformerLens generate, batch 1",
+                    t_tl,
+                    "HF generate (unsteered)",
+                    t_hf,
+                    "for context: TL's own decode loop",
+                )
+            )
     return rows
 
 
-def print_results(rows: List[Timing], console) -> None:
+def print_results(rows: list[Timing], console) -> None:
     console.print(timing_table(rows, "workbench bench registry (ratio = ours / baseline; < 1 is faster)"))
     probe = rows[0]
-    console.print(f"probe path: {probe.ratio:.2f}× the bare forward (goal: ≤ 1×) -> {'met' if probe.ratio <= 1 else 'NOT met'}")
+    console.print(
+        f"probe path: {probe.ratio:.2f}× the bare forward (goal: ≤ 1×) -> {'met' if probe.ratio <= 1 else 'NOT met'}"
+    )
     for r in rows[1:]:
         if r.name.startswith("steered reg.generate"):
-            console.print(f"{r.name}: {r.ratio:.2f}× HF generate (goal: ≤ 1.5×) -> {'met' if r.ratio <= 1.5 else 'NOT met'}")
+            console.print(
+                f"{r.name}: {r.ratio:.2f}× HF generate (goal: ≤ 1.5×) -> {'met' if r.ratio <= 1.5 else 'NOT met'}"
+            )

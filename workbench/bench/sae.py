@@ -14,7 +14,7 @@ scores come out bit-identical.
 """
 
 import time
-from typing import List, Optional, Tuple
+from typing import Optional
 
 import torch
 
@@ -45,12 +45,16 @@ def float64_agreement(sae_name: str, features: torch.Tensor) -> dict:
         a = output_scores(model, sae, lens, features, progress=False)
         b = output_scores_naive(model, sae, lens, features, progress=False)
     del model
-    return {"float64_features": len(features), "float64_bit_identical": int((a == b).sum()),
-            "float64_max_abs_diff": float((a - b).abs().max())}
+    return {
+        "float64_features": len(features),
+        "float64_bit_identical": int((a == b).sum()),
+        "float64_max_abs_diff": float((a - b).abs().max()),
+    }
 
 
-def run_sae_bench(sae_name: Optional[str] = None, *, n_naive: int = 32, batch_size: int = 256,
-                  n_float64: int = 8, console=None) -> Tuple[List[Timing], dict]:
+def run_sae_bench(
+    sae_name: Optional[str] = None, *, n_naive: int = 32, batch_size: int = 256, n_float64: int = 8, console=None
+) -> tuple[list[Timing], dict]:
     from ..models import load_model
     from ..sae.loading import load_sae, sae_site
     from ..sae.scores import feature_logit_lens, output_scores, output_scores_naive
@@ -82,16 +86,32 @@ def run_sae_bench(sae_name: Optional[str] = None, *, n_naive: int = 32, batch_si
     close = bool(torch.allclose(batched[subset], naive, rtol=1e-4, atol=1e-7))
     speedup = t_naive_all / t_batched
     info = {
-        "sae": name, "site": site.short, "d_sae": d_sae, "batch_size": batch_size,
-        "batched_seconds": t_batched, "naive_subset": len(subset), "naive_subset_seconds": t_naive_subset,
-        "naive_seconds_per_feature": per_feature, "naive_seconds_extrapolated": t_naive_all, "speedup": speedup,
-        "max_abs_diff": float(diff.max()), "max_rel_diff": float(rel.max()), "n_exactly_equal": int((diff == 0).sum()),
+        "sae": name,
+        "site": site.short,
+        "d_sae": d_sae,
+        "batch_size": batch_size,
+        "batched_seconds": t_batched,
+        "naive_subset": len(subset),
+        "naive_subset_seconds": t_naive_subset,
+        "naive_seconds_per_feature": per_feature,
+        "naive_seconds_extrapolated": t_naive_all,
+        "speedup": speedup,
+        "max_abs_diff": float(diff.max()),
+        "max_rel_diff": float(rel.max()),
+        "n_exactly_equal": int((diff == 0).sum()),
         "allclose_rtol1e-4": close,
     }
     if n_float64 > 0:
         say(f"float64 check on {min(n_float64, len(subset))} of the subset's features")
         info.update(float64_agreement(name, subset[:n_float64]))
     note = f"{speedup:.0f}× faster; naive extrapolated from {len(subset)} features"
-    rows = [Timing(f"batched output scores, all {d_sae} latents ({site})", t_batched,
-                   f"naive: 1 forward / feature (extrapolated to {d_sae})", t_naive_all, note)]
+    rows = [
+        Timing(
+            f"batched output scores, all {d_sae} latents ({site})",
+            t_batched,
+            f"naive: 1 forward / feature (extrapolated to {d_sae})",
+            t_naive_all,
+            note,
+        )
+    ]
     return rows, info

@@ -10,7 +10,7 @@ unsteered perplexity. The winner has the widest controllable range: (best share 
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Optional
 
 import pandas as pd
 import torch
@@ -33,9 +33,9 @@ class BakeoffConfig:
     concept: str = "sentiment"
     layer: int = 8
     stream: str = "resid_post"
-    methods: Tuple[str, ...] = METHODS
-    grid: Tuple[float, ...] = GRID
-    toward: Tuple[str, ...] = ("positive", "negative")
+    methods: tuple[str, ...] = METHODS
+    grid: tuple[float, ...] = GRID
+    toward: tuple[str, ...] = ("positive", "negative")
     n_train: int = 200
     n_pool: int = 100
     n_prompts: int = 20
@@ -66,7 +66,6 @@ class BakeoffConfig:
     def site(self) -> Site:
         return Site(self.layer, self.stream)
 
-
     @classmethod
     def for_budget(cls, budget: Optional[str] = None, **overrides) -> "BakeoffConfig":
         """``budget="small"`` (or ``WORKBENCH_BUDGET=small``): a tiny run for tests and notebooks."""
@@ -90,16 +89,24 @@ def pool_activations(model, site: Site, n_per_side: int, reduce: str, *, progres
     return extract(model, texts, site, reduce, progress=progress)[site.short]
 
 
-def fit_methods(model, config: BakeoffConfig, *, progress: bool = False) -> Dict[str, ConceptVector]:
+def fit_methods(model, config: BakeoffConfig, *, progress: bool = False) -> dict[str, ConceptVector]:
     """All configured methods' vectors for ``config.concept`` at ``config.site`` from the same activations."""
     data = load_concept(config.concept).train.head(config.n_train)
     acts = extract(model, data.texts, config.site, config.reduce, progress=progress)[config.site.short]
     n = len(data.positive)
     pos, neg = acts[:n], acts[n:]
-    pool = pool_activations(model, config.site, config.n_pool, config.reduce, progress=progress) if "mean_centring" in config.methods else None
+    pool = (
+        pool_activations(model, config.site, config.n_pool, config.reduce, progress=progress)
+        if "mean_centring" in config.methods
+        else None
+    )
     common = dict(reduce=config.reduce, n_train=config.n_train, layer=config.layer)
-    return {m: fit_vector(m, config.site, pos, neg, all_training=pool, C=config.C, concept=config.concept, extra_params=common)
-            for m in config.methods}
+    return {
+        m: fit_vector(
+            m, config.site, pos, neg, all_training=pool, C=config.C, concept=config.concept, extra_params=common
+        )
+        for m in config.methods
+    }
 
 
 @dataclass
@@ -110,11 +117,11 @@ class BakeoffResult:
     summary: pd.DataFrame
     winner: str
     seconds: float
-    vectors: Dict[str, ConceptVector] = field(default_factory=dict)
-    figures: Dict = field(default_factory=dict)
+    vectors: dict[str, ConceptVector] = field(default_factory=dict)
+    figures: dict = field(default_factory=dict)
 
 
-def summarize(table: pd.DataFrame, *, max_ratio: float = 2.0) -> Tuple[pd.DataFrame, str]:
+def summarize(table: pd.DataFrame, *, max_ratio: float = 2.0) -> tuple[pd.DataFrame, str]:
     """Per method: best positive-direction success and best (lowest) negative-direction success among
     strengths with perplexity ratio ≤ ``max_ratio``; the range between them; and the winner."""
     base = table[table["method"] == "none"].iloc[0]
@@ -127,12 +134,24 @@ def summarize(table: pd.DataFrame, *, max_ratio: float = 2.0) -> Tuple[pd.DataFr
                 continue
             ok = part[part["perplexity_ratio"] <= max_ratio]
             if ok.empty:
-                row.update({f"{toward}_success": float("nan"), f"{toward}_strength": float("nan"),
-                            f"{toward}_ppl_ratio": float("nan"), f"{toward}_kl": float("nan")})
+                row.update(
+                    {
+                        f"{toward}_success": float("nan"),
+                        f"{toward}_strength": float("nan"),
+                        f"{toward}_ppl_ratio": float("nan"),
+                        f"{toward}_kl": float("nan"),
+                    }
+                )
             else:
                 best = ok.loc[ok["success"].idxmax() if toward == "positive" else ok["success"].idxmin()]
-                row.update({f"{toward}_success": float(best["success"]), f"{toward}_strength": float(best["strength"]),
-                            f"{toward}_ppl_ratio": float(best["perplexity_ratio"]), f"{toward}_kl": float(best["kl"])})
+                row.update(
+                    {
+                        f"{toward}_success": float(best["success"]),
+                        f"{toward}_strength": float(best["strength"]),
+                        f"{toward}_ppl_ratio": float(best["perplexity_ratio"]),
+                        f"{toward}_kl": float(best["kl"]),
+                    }
+                )
             # closest approach irrespective of fluency, to report how near each method comes
             extreme = part.loc[part["success"].idxmax() if toward == "positive" else part["success"].idxmin()]
             row[f"{toward}_success_any_ppl"] = float(extreme["success"])
@@ -143,7 +162,9 @@ def summarize(table: pd.DataFrame, *, max_ratio: float = 2.0) -> Tuple[pd.DataFr
         neg = row["unsteered_success"] if pd.isna(neg) and "negative_success" in row else neg
         row["controllable_range"] = (pos - neg) if "negative_success" in row else (pos - row["unsteered_success"])
         rows.append(row)
-    summary = pd.DataFrame(rows).sort_values("controllable_range", ascending=False, kind="stable").reset_index(drop=True)
+    summary = (
+        pd.DataFrame(rows).sort_values("controllable_range", ascending=False, kind="stable").reset_index(drop=True)
+    )
     return summary, str(summary.iloc[0]["method"])
 
 
@@ -153,19 +174,31 @@ def run_bakeoff(model, config: BakeoffConfig, *, progress: bool = True) -> Bakeo
 
     start = time.perf_counter()
     vectors = fit_methods(model, config, progress=progress)
-    sweep = steering_sweep(model, list(vectors.values()), config.grid, concept=config.concept, toward=config.toward,
-                           prompts=NEUTRAL_PROMPTS[:config.n_prompts], max_new_tokens=config.max_new_tokens,
-                           positions=config.positions, seed=config.seed, progress=progress)
+    sweep = steering_sweep(
+        model,
+        list(vectors.values()),
+        config.grid,
+        concept=config.concept,
+        toward=config.toward,
+        prompts=NEUTRAL_PROMPTS[: config.n_prompts],
+        max_new_tokens=config.max_new_tokens,
+        positions=config.positions,
+        seed=config.seed,
+        progress=progress,
+    )
     summary, winner = summarize(sweep.table, max_ratio=config.max_ratio)
     seconds = time.perf_counter() - start
     figs = dict(sweep.figures)
-    figs["frontier"] = frontier_figure(sweep.table, title=f"Bake-off: {config.concept} at {config.site.short} "
-                                                          f"({config.n_prompts} prompts, {config.max_new_tokens} tokens)",
-                                       max_ratio=config.max_ratio)
+    figs["frontier"] = frontier_figure(
+        sweep.table,
+        title=f"Bake-off: {config.concept} at {config.site.short} "
+        f"({config.n_prompts} prompts, {config.max_new_tokens} tokens)",
+        max_ratio=config.max_ratio,
+    )
     return BakeoffResult(config, sweep.table, sweep.completions, summary, winner, seconds, vectors, figs)
 
 
-def save_bakeoff(result: BakeoffResult, directory="figures", *, static: bool = True) -> Dict[str, str]:
+def save_bakeoff(result: BakeoffResult, directory="figures", *, static: bool = True) -> dict[str, str]:
     """Write the tables (CSV), the summary (JSON) and the figures under ``directory``."""
     import json
     from pathlib import Path
@@ -178,11 +211,18 @@ def save_bakeoff(result: BakeoffResult, directory="figures", *, static: bool = T
     out = {}
     result.table.to_csv(d / f"{stem}.csv", index=False)
     result.completions.to_csv(d / f"{stem}_completions.csv", index=False)
-    (d / f"{stem}_summary.json").write_text(json.dumps({
-        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in result.config.__dict__.items()},
-        "winner": result.winner, "seconds": result.seconds,
-        "summary": result.summary.to_dict(orient="records"),
-    }, indent=2, default=float))
+    (d / f"{stem}_summary.json").write_text(
+        json.dumps(
+            {
+                "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in result.config.__dict__.items()},
+                "winner": result.winner,
+                "seconds": result.seconds,
+                "summary": result.summary.to_dict(orient="records"),
+            },
+            indent=2,
+            default=float,
+        )
+    )
     out["table"] = str(d / f"{stem}.csv")
     for name, fig in result.figures.items():
         save_figure(fig, f"{stem}_{name}", directory=d, formats=("html", "png", "svg") if static else ("html",))

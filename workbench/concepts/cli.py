@@ -1,17 +1,19 @@
 """``workbench concepts fit|steer|compare`` and ``workbench bench concepts``."""
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="Concept vectors: fit probes and vectors, steer, run the steering bake-off.", no_args_is_help=True)
+app = typer.Typer(
+    help="Concept vectors: fit probes and vectors, steer, run the steering bake-off.", no_args_is_help=True
+)
 console = Console()
 
 
-def _parse_layers(spec: str, n_layers: int) -> List[int]:
+def _parse_layers(spec: str, n_layers: int) -> list[int]:
     """``"0-29"``, ``"4,8,12"`` or ``"2-20:2"`` (every 2nd)."""
     try:
         if "-" in spec:
@@ -30,7 +32,7 @@ def _parse_layers(spec: str, n_layers: int) -> List[int]:
 
 @app.command()
 def fit(
-    concept: List[str] = typer.Option(["sentiment"], "--concept", "-c", help="concept name(s) in workbench/data"),
+    concept: list[str] = typer.Option(["sentiment"], "--concept", "-c", help="concept name(s) in workbench/data"),
     layers: str = typer.Option("0-29", help="layers to sweep the probe over: '0-29', '2-20:2' or '4,8,12'"),
     layer: Optional[int] = typer.Option(None, help="layer to fit the vectors at (default: the best probe layer)"),
     reduce: str = typer.Option("mean", help="'mean' (tokens after the first) or 'last'"),
@@ -65,7 +67,9 @@ def fit(
         console.print(f"[bold]{name}[/]: extracting {len(train)} + {len(test)} texts at {len(sites)} layers")
         tr, te = extract(model, train.texts, sites, reduce), extract(model, test.texts, sites, reduce)
         n, k = len(train.positive), len(test.positive)
-        sweep = layer_sweep({s: (tr[s][:n], tr[s][n:]) for s in sites}, {s: (te[s][:k], te[s][k:]) for s in sites}, concept=name)
+        sweep = layer_sweep(
+            {s: (tr[s][:n], tr[s][n:]) for s in sites}, {s: (te[s][:k], te[s][k:]) for s in sites}, concept=name
+        )
         sweeps.append(sweep)
         best = best_layer(sweep)
         site = Site.parse(f"resid_post.{layer}") if layer is not None else Site.parse(best)
@@ -78,8 +82,15 @@ def fit(
         pool = pools[site]
         target = out / name
         for method in METHODS:
-            vec = fit_vector(method, site, acts[:n], acts[n:], all_training=pool, concept=name,
-                             extra_params={"reduce": reduce, "n_train": n, "layer": site.layer})
+            vec = fit_vector(
+                method,
+                site,
+                acts[:n],
+                acts[n:],
+                all_training=pool,
+                concept=name,
+                extra_params={"reduce": reduce, "n_train": n, "layer": site.layer},
+            )
             vec.save(target / f"{method}_{site.short}")
         acc = float(sweep.loc[sweep["site"] == best, "test_accuracy"].iloc[0])
         summary.add_row(name, best, f"{acc:.3f}", site.short, str(target))
@@ -95,7 +106,7 @@ def steer(
     vector: Path = typer.Argument(..., help="a saved ConceptVector (path stem, .json or .safetensors)"),
     strength: float = typer.Option(8.0, help="strength in units of ‖μ⁺ − μ⁻‖ (see steering_edit)"),
     toward: str = typer.Option("positive", help="'positive' or 'negative'"),
-    prompt: List[str] = typer.Option([], "--prompt", "-p", help="prompt(s); default: 6 neutral prompts"),
+    prompt: list[str] = typer.Option([], "--prompt", "-p", help="prompt(s); default: 6 neutral prompts"),
     max_new_tokens: int = typer.Option(24, help="tokens to generate"),
     positions: str = typer.Option("all", help="positions to steer: all | prompt | generated | last"),
 ) -> None:
@@ -117,13 +128,19 @@ def steer(
     reg.steer("concept", vec.site, steering_edit(vec, strength, toward), positions=positions)
     steered = reg.generate(prompts, max_new_tokens=max_new_tokens)
     judge = JUDGES.get(vec.concept)
-    t = Table(title=f"{vec.concept or 'concept'} · {vec.method} at {vec.site.short} · {toward} × {strength:g}", show_lines=True)
+    t = Table(
+        title=f"{vec.concept or 'concept'} · {vec.method} at {vec.site.short} · {toward} × {strength:g}",
+        show_lines=True,
+    )
     t.add_column("prompt", style="bold")
     t.add_column("unsteered")
     t.add_column(f"steered toward {toward}")
     for p, a, b in zip(prompts, plain.completions, steered.completions):
         if judge is not None:
-            a, b = f"{a}\n[dim]{judge.name}: {judge.score(a):+.2f}[/]", f"{b}\n[dim]{judge.name}: {judge.score(b):+.2f}[/]"
+            a, b = (
+                f"{a}\n[dim]{judge.name}: {judge.score(a):+.2f}[/]",
+                f"{b}\n[dim]{judge.name}: {judge.score(b):+.2f}[/]",
+            )
         t.add_row(p, a, b)
     console.print(t)
 
@@ -166,11 +183,21 @@ def compare(
 
 def print_summary(result) -> None:
     s = result.summary
-    t = Table(title=f"bake-off: {result.config.concept} at {result.config.site.short} — winner: {result.winner} "
-                    f"({result.seconds:.0f} s)")
-    cols = {"method": "method", "unsteered_success": "base", "positive_success": "+ share", "positive_strength": "+ str",
-            "positive_ppl_ratio": "+ ppl×", "negative_success": "− share", "negative_strength": "− str",
-            "negative_ppl_ratio": "− ppl×", "controllable_range": "range"}
+    t = Table(
+        title=f"bake-off: {result.config.concept} at {result.config.site.short} — winner: {result.winner} "
+        f"({result.seconds:.0f} s)"
+    )
+    cols = {
+        "method": "method",
+        "unsteered_success": "base",
+        "positive_success": "+ share",
+        "positive_strength": "+ str",
+        "positive_ppl_ratio": "+ ppl×",
+        "negative_success": "− share",
+        "negative_strength": "− str",
+        "negative_ppl_ratio": "− ppl×",
+        "controllable_range": "range",
+    }
     cols = {k: v for k, v in cols.items() if k in s.columns}
     for header in cols.values():
         t.add_column(header)
@@ -188,4 +215,6 @@ def bench_command(
     """Extraction tokens/s against a bare forward pass on the same texts; wall time of the bake-off."""
     from ..bench.concepts import print_results, run_concepts_bench
 
-    print_results(run_concepts_bench(n_texts=n_texts, layer=layer, repeats=repeats, bakeoff_budget=bakeoff_budget), console)
+    print_results(
+        run_concepts_bench(n_texts=n_texts, layer=layer, repeats=repeats, bakeoff_budget=bakeoff_budget), console
+    )

@@ -9,9 +9,10 @@ followed by one example per line, either a contrastive pair
 """
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Literal, Optional, Sequence, Union
+from typing import Literal, Optional, Union
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 Split = Literal["train", "test", "all"]
@@ -38,7 +39,7 @@ class ConceptSet:
     description: str = ""
     max_ratio: float = 1.5
     max_chars: int = 600
-    provenance: Dict = field(default_factory=dict, compare=False)
+    provenance: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -47,7 +48,9 @@ class ConceptSet:
         object.__setattr__(self, "negative", tuple(self.negative))
         for side, texts in (("positive", self.positive), ("negative", self.negative)):
             if not texts:
-                raise ConceptDataError(f"concept '{self.name}': the {side} side is empty; give at least one text per side")
+                raise ConceptDataError(
+                    f"concept '{self.name}': the {side} side is empty; give at least one text per side"
+                )
             for i, t in enumerate(texts):
                 if not isinstance(t, str) or not t.strip():
                     raise ConceptDataError(f"concept '{self.name}': {side} text {i} is empty or not a string: {t!r}")
@@ -60,7 +63,9 @@ class ConceptSet:
             raise ConceptDataError(f"max_ratio must be >= 1, got {self.max_ratio}")
         n_pos, n_neg = len(self.positive), len(self.negative)
         if self.paired and n_pos != n_neg:
-            raise ConceptDataError(f"concept '{self.name}' is paired but has {n_pos} positive and {n_neg} negative texts; pairs need equal counts")
+            raise ConceptDataError(
+                f"concept '{self.name}' is paired but has {n_pos} positive and {n_neg} negative texts; pairs need equal counts"
+            )
         if max(n_pos, n_neg) > self.max_ratio * min(n_pos, n_neg):
             raise ConceptDataError(
                 f"concept '{self.name}' is lopsided: {n_pos} positive vs {n_neg} negative texts "
@@ -71,12 +76,12 @@ class ConceptSet:
         return len(self.positive) + len(self.negative)
 
     @property
-    def texts(self) -> List[str]:
+    def texts(self) -> list[str]:
         """Positive texts then negative texts."""
         return list(self.positive) + list(self.negative)
 
     @property
-    def labels(self) -> List[int]:
+    def labels(self) -> list[int]:
         """1 for each positive text, 0 for each negative one (same order as ``texts``)."""
         return [1] * len(self.positive) + [0] * len(self.negative)
 
@@ -87,8 +92,18 @@ class ConceptSet:
         return self._replace(self.positive[:n], self.negative[:n])
 
     def _replace(self, positive, negative) -> "ConceptSet":
-        return ConceptSet(self.name, positive, negative, self.paired, self.positive_label, self.negative_label,
-                          self.description, self.max_ratio, self.max_chars, dict(self.provenance))
+        return ConceptSet(
+            self.name,
+            positive,
+            negative,
+            self.paired,
+            self.positive_label,
+            self.negative_label,
+            self.description,
+            self.max_ratio,
+            self.max_chars,
+            dict(self.provenance),
+        )
 
 
 @dataclass(frozen=True)
@@ -103,7 +118,7 @@ class ConceptData:
         return self.train.name
 
 
-def available_concepts(directory: Union[str, Path, None] = None) -> List[str]:
+def available_concepts(directory: Union[str, Path, None] = None) -> list[str]:
     d = Path(directory) if directory is not None else DATA_DIR
     return sorted(p.stem for p in d.glob("*.jsonl"))
 
@@ -128,8 +143,10 @@ def load_concept(name: str, *, directory: Union[str, Path, None] = None) -> Conc
         raise ConceptDataError(f"{path} is empty")
     head = json.loads(lines[0])
     if "provenance" not in head or "concept" not in head:
-        raise ConceptDataError(f"{path}: the first line must be the provenance line with 'concept' and 'provenance' keys")
-    sides: Dict[str, Dict[str, List[str]]] = {s: {"positive": [], "negative": []} for s in ("train", "test")}
+        raise ConceptDataError(
+            f"{path}: the first line must be the provenance line with 'concept' and 'provenance' keys"
+        )
+    sides: dict[str, dict[str, list[str]]] = {s: {"positive": [], "negative": []} for s in ("train", "test")}
     paired = None
     for n, ln in enumerate(lines[1:], start=2):
         row = json.loads(ln)
@@ -146,14 +163,23 @@ def load_concept(name: str, *, directory: Union[str, Path, None] = None) -> Conc
             sides[split]["negative"].append(row["negative"])
         else:
             if row.get("label") not in (0, 1) or "text" not in row:
-                raise ConceptDataError(f"{path}:{n}: a single-text row needs 'text' and 'label' 0 or 1, got {sorted(row)}")
+                raise ConceptDataError(
+                    f"{path}:{n}: a single-text row needs 'text' and 'label' 0 or 1, got {sorted(row)}"
+                )
             sides[split]["positive" if row["label"] == 1 else "negative"].append(row["text"])
-    meta = dict(positive_label=head.get("positive_label", "positive"), negative_label=head.get("negative_label", "negative"),
-                description=head.get("description", ""), provenance=head["provenance"])
+    meta = dict(
+        positive_label=head.get("positive_label", "positive"),
+        negative_label=head.get("negative_label", "negative"),
+        description=head.get("description", ""),
+        provenance=head["provenance"],
+    )
     if not sides["train"]["positive"] and not sides["train"]["negative"]:
         raise ConceptDataError(f"{path} has no training examples")
-    sets = {s: ConceptSet(head["concept"], v["positive"], v["negative"], bool(paired), **meta)
-            for s, v in sides.items() if v["positive"] or v["negative"]}
+    sets = {
+        s: ConceptSet(head["concept"], v["positive"], v["negative"], bool(paired), **meta)
+        for s, v in sides.items()
+        if v["positive"] or v["negative"]
+    }
     return ConceptData(sets["train"], sets.get("test"))
 
 
@@ -161,14 +187,22 @@ def save_concept(path: Union[str, Path], train: ConceptSet, test: Optional[Conce
     """Write ``train`` (and ``test``) as a concept JSONL file with its provenance line."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    head = {"concept": train.name, "positive_label": train.positive_label, "negative_label": train.negative_label,
-            "description": train.description, "provenance": train.provenance}
+    head = {
+        "concept": train.name,
+        "positive_label": train.positive_label,
+        "negative_label": train.negative_label,
+        "description": train.description,
+        "provenance": train.provenance,
+    }
     out = [json.dumps(head, ensure_ascii=False)]
     for split, cs in (("train", train), ("test", test)):
         if cs is None:
             continue
         if cs.paired:
-            out += [json.dumps({"split": split, "positive": p, "negative": q}, ensure_ascii=False) for p, q in zip(cs.positive, cs.negative)]
+            out += [
+                json.dumps({"split": split, "positive": p, "negative": q}, ensure_ascii=False)
+                for p, q in zip(cs.positive, cs.negative)
+            ]
         else:
             out += [json.dumps({"split": split, "label": 1, "text": t}, ensure_ascii=False) for t in cs.positive]
             out += [json.dumps({"split": split, "label": 0, "text": t}, ensure_ascii=False) for t in cs.negative]

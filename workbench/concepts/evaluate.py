@@ -16,10 +16,10 @@ Conditions run side by side in one batch (``RowGroups``), so a grid costs a few 
 """
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Optional, Union
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -34,11 +34,25 @@ from .steering import RowGroups, steering_edit
 from .vectors import ConceptVector
 
 NEUTRAL_PROMPTS = (
-    "Yesterday I", "My neighbour told me that", "The meeting this morning", "When I opened the door,",
-    "Here is what happened last week:", "The letter said", "On my way to work,", "I have been thinking about",
-    "The report describes", "After the phone call, she", "This is a story about", "Tomorrow we will",
-    "He looked at the box and", "In the afternoon, the children", "The new building on the corner",
-    "Let me tell you about my weekend.", "The email from Sam", "At the end of the day,", "Our plan for Monday is",
+    "Yesterday I",
+    "My neighbour told me that",
+    "The meeting this morning",
+    "When I opened the door,",
+    "Here is what happened last week:",
+    "The letter said",
+    "On my way to work,",
+    "I have been thinking about",
+    "The report describes",
+    "After the phone call, she",
+    "This is a story about",
+    "Tomorrow we will",
+    "He looked at the box and",
+    "In the afternoon, the children",
+    "The new building on the corner",
+    "Let me tell you about my weekend.",
+    "The email from Sam",
+    "At the end of the day,",
+    "Our plan for Monday is",
     "She picked up the phone and",
 )
 
@@ -57,36 +71,38 @@ class Condition:
         return "unsteered" if self.edit is None else f"{self.method}:{self.toward}:{self.strength:g}"
 
 
-def _rows(model, prompts: Sequence[str]) -> List[List[int]]:
+def _rows(model, prompts: Sequence[str]) -> list[list[int]]:
     tok = model.tokenizer
     return [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
 
 
-def completion_nll(model, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]],
-                   *, batch_size: int = 32) -> List[Tuple[float, int]]:
+def completion_nll(
+    model, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]], *, batch_size: int = 32
+) -> list[tuple[float, int]]:
     """Per row: (sum of −log p(completion token | everything before it), number of completion tokens)
     under the unsteered model. Rows with an empty completion give (0.0, 0)."""
     reg = HookRegistry(model)  # nothing registered: a plain forward through the registry
-    out: List[Tuple[float, int]] = [(0.0, 0)] * len(prompt_ids)
+    out: list[tuple[float, int]] = [(0.0, 0)] * len(prompt_ids)
     todo = [i for i in range(len(prompt_ids)) if len(completion_ids[i]) > 0]
     pad = pad_token_id(model)
     with torch.no_grad():
         for start in range(0, len(todo), batch_size):
-            idx = todo[start:start + batch_size]
+            idx = todo[start : start + batch_size]
             rows = [list(prompt_ids[i]) + list(completion_ids[i]) for i in idx]
             batch = pad_rows(rows, pad, padding_side="right")
             logits = reg.run(batch, need_logits=True)
             logp = F.log_softmax(logits.float(), -1)
             for j, i in enumerate(idx):
                 p, c = len(prompt_ids[i]), len(completion_ids[i])
-                targets = torch.tensor(rows[j][p:p + c])
-                lp = logp[j, p - 1:p + c - 1].gather(-1, targets[:, None])[:, 0]
+                targets = torch.tensor(rows[j][p : p + c])
+                lp = logp[j, p - 1 : p + c - 1].gather(-1, targets[:, None])[:, 0]
                 out[i] = (float(-lp.sum()), c)
     return out
 
 
-def next_token_logprobs(model, site: Site, conditions: Sequence[Condition], prompts: Sequence[str],
-                        positions: PositionSpec = "all") -> torch.Tensor:
+def next_token_logprobs(
+    model, site: Site, conditions: Sequence[Condition], prompts: Sequence[str], positions: PositionSpec = "all"
+) -> torch.Tensor:
     """``log p(next token | prompt)`` for every (condition, prompt), ``[n_conditions, n_prompts, d_vocab]``."""
     reg = HookRegistry(model)
     n = len(prompts)
@@ -110,7 +126,7 @@ def run_conditions(
     seed: int = 0,
     max_rows: int = 160,
     progress: bool = True,
-) -> Tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Generate, judge and score every condition on the same prompts. Returns ``(summary, completions)``:
     one row per condition, and one row per (condition, prompt) with the text and its scores."""
     site = Site.parse(site, model)
@@ -125,7 +141,7 @@ def run_conditions(
     per_call = max(1, max_rows // n)
     records = []
     prompt_ids = _rows(model, prompts)
-    chunks = [conditions[i:i + per_call] for i in range(0, len(conditions), per_call)]
+    chunks = [conditions[i : i + per_call] for i in range(0, len(conditions), per_call)]
     for chunk in tqdm(chunks, desc="steering conditions", disable=not progress, leave=False):
         reg = HookRegistry(model)
         reg.steer("_conditions", site, RowGroups([c.edit for c in chunk], [n] * len(chunk)), positions=positions)
@@ -134,11 +150,26 @@ def run_conditions(
         for k, cond in enumerate(chunk):
             for j in range(n):
                 row = k * n + j
-                ids = [t for t, m in zip(gen.new_tokens[row].tolist(), gen.attention_mask[row, -gen.new_tokens.shape[1]:].tolist()) if m]
+                ids = [
+                    t
+                    for t, m in zip(
+                        gen.new_tokens[row].tolist(), gen.attention_mask[row, -gen.new_tokens.shape[1] :].tolist()
+                    )
+                    if m
+                ]
                 if ids and ids[-1] == eos:
                     ids = ids[:-1]
-                records.append({"condition": cond.label, "method": cond.method, "toward": cond.toward, "strength": cond.strength,
-                                "prompt": prompts[j], "completion": gen.completions[row], "_ids": ids})
+                records.append(
+                    {
+                        "condition": cond.label,
+                        "method": cond.method,
+                        "toward": cond.toward,
+                        "strength": cond.strength,
+                        "prompt": prompts[j],
+                        "completion": gen.completions[row],
+                        "_ids": ids,
+                    }
+                )
     table = pd.DataFrame(records)
     nll = completion_nll(model, [prompt_ids[prompts.index(p)] for p in table["prompt"]], list(table["_ids"]))
     table["nll_sum"] = [a for a, _ in nll]
@@ -159,12 +190,21 @@ def run_conditions(
     for i, cond in enumerate(conditions):
         sub = table[table["condition"] == cond.label]
         tokens = int(sub["n_tokens"].sum())
-        rows.append({
-            "method": cond.method, "toward": cond.toward, "strength": cond.strength, "condition": cond.label,
-            "success": float(sub["hit"].mean()), "mean_score": float(sub["score"].mean()),
-            "perplexity": math.exp(sub["nll_sum"].sum() / tokens) if tokens else float("nan"),
-            "kl": float(kl[i]), "distinct": float(sub["distinct"].mean()), "n": len(sub), "judge": judge.name,
-        })
+        rows.append(
+            {
+                "method": cond.method,
+                "toward": cond.toward,
+                "strength": cond.strength,
+                "condition": cond.label,
+                "success": float(sub["hit"].mean()),
+                "mean_score": float(sub["score"].mean()),
+                "perplexity": math.exp(sub["nll_sum"].sum() / tokens) if tokens else float("nan"),
+                "kl": float(kl[i]),
+                "distinct": float(sub["distinct"].mean()),
+                "n": len(sub),
+                "judge": judge.name,
+            }
+        )
     summary = pd.DataFrame(rows)
     ppl0 = float(summary.loc[[c.edit is None for c in conditions], "perplexity"].iloc[0])
     summary["perplexity_ratio"] = summary["perplexity"] / ppl0
@@ -177,13 +217,13 @@ class SweepResult:
 
     table: pd.DataFrame
     completions: pd.DataFrame
-    figures: Dict = field(default_factory=dict)
+    figures: dict = field(default_factory=dict)
 
 
 def steering_sweep(
     model,
     vectors: Union[ConceptVector, Sequence[ConceptVector]],
-    coefficients: Union[Sequence[float], Dict[str, Sequence[float]]],
+    coefficients: Union[Sequence[float], dict[str, Sequence[float]]],
     *,
     concept: Optional[str] = None,
     judge: Optional[Judge] = None,
@@ -222,11 +262,23 @@ def steering_sweep(
         for t in toward:
             for s in grid:
                 conds.append(Condition(v.method, t, float(s), steering_edit(v, float(s), t)))
-    summary, table = run_conditions(model, next(iter(sites)), conds, prompts, judge, max_new_tokens=max_new_tokens,
-                                    positions=positions, temperature=temperature, seed=seed, max_rows=max_rows,
-                                    progress=progress)
+    summary, table = run_conditions(
+        model,
+        next(iter(sites)),
+        conds,
+        prompts,
+        judge,
+        max_new_tokens=max_new_tokens,
+        positions=positions,
+        temperature=temperature,
+        seed=seed,
+        max_rows=max_rows,
+        progress=progress,
+    )
     summary.insert(0, "concept", name)
     summary.insert(1, "site", next(iter(sites)).short)
     result = SweepResult(summary, table)
-    result.figures["dose_response"] = dose_response_figure(summary, title=f"Dose-response: {name} at {next(iter(sites)).short}")
+    result.figures["dose_response"] = dose_response_figure(
+        summary, title=f"Dose-response: {name} at {next(iter(sites)).short}"
+    )
     return result

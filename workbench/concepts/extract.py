@@ -9,7 +9,8 @@ SmolLM2 has no BOS token; its first position acts as an attention sink whose res
 the others, so ``reduce="mean"`` skips the first ``skip_first`` positions (default 1).
 """
 
-from typing import Dict, List, Literal, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Literal, Optional, Union
 
 import torch
 from jaxtyping import Float
@@ -23,7 +24,7 @@ from ..tokens import pad_rows, pad_token_id
 Reduce = Literal["last", "mean"]
 
 
-def _sites(model, sites: Union[SiteLike, Sequence[SiteLike]]) -> List[Site]:
+def _sites(model, sites: Union[SiteLike, Sequence[SiteLike]]) -> list[Site]:
     if isinstance(sites, (str, Site)):
         sites = [sites]
     out = [Site.parse(s, model) for s in sites]
@@ -44,7 +45,7 @@ def extract(
     max_tokens: int = 256,
     progress: bool = True,
     registry: Optional[HookRegistry] = None,
-) -> Dict[str, Float[Tensor, "n d"]]:
+) -> dict[str, Float[Tensor, "n d"]]:
     """Activations of ``texts`` at each site, one vector per text: ``{site.short: [n_texts, d]}``.
 
     ``reduce="last"`` keeps the last token; ``reduce="mean"`` averages tokens from position
@@ -75,7 +76,9 @@ def extract(
         if len(row) > max_tokens:
             raise ValueError(f"text {i} has {len(row)} tokens, more than max_tokens={max_tokens}: {t[:50]!r}...")
         if reduce == "mean" and len(row) <= skip_first:
-            raise ValueError(f"text {i} has {len(row)} token(s); reduce='mean' with skip_first={skip_first} needs more: {t!r}")
+            raise ValueError(
+                f"text {i} has {len(row)} token(s); reduce='mean' with skip_first={skip_first} needs more: {t!r}"
+            )
         ids.append(row)
     positions = "last" if reduce == "last" else slice(skip_first, None)
     reg = registry if registry is not None else HookRegistry(model)
@@ -83,13 +86,13 @@ def extract(
     for name, s in zip(names, site_list):
         reg.probe(name, s, positions=positions, reduce=reduce, device="cpu")
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    out: Dict[str, List[Tensor]] = {s.short: [] for s in site_list}
+    out: dict[str, list[Tensor]] = {s.short: [] for s in site_list}
     pad = pad_token_id(model)
     try:
         with torch.no_grad(), reg.only(*names):
             starts = range(0, len(order), batch_size)
             for start in tqdm(starts, desc="extract", disable=not progress, leave=False):
-                chunk = order[start:start + batch_size]
+                chunk = order[start : start + batch_size]
                 batch = pad_rows([ids[i] for i in chunk], pad, padding_side=padding_side)
                 reg.run(batch)
                 for name, s in zip(names, site_list):

@@ -11,9 +11,9 @@ A ``Judge`` maps a text to a score and to a hit (the concept's positive side is 
 """
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Dict, List, Sequence
 
 
 @dataclass(frozen=True)
@@ -107,20 +107,29 @@ def casual_score(text: str) -> float:
     and repeated punctuation, sentences starting in lower case; minus formal words and formulas."""
     words = max(1, len(text.split()))
     lower_starts = len(re.findall(r"(?:^|[.!?]\s+)[a-z]", text.strip()))
-    casual = len(_CASUAL_WORDS.findall(text)) + len(_CONTRACTION.findall(text)) + len(_EMOTICON.findall(text)) + lower_starts
+    casual = (
+        len(_CASUAL_WORDS.findall(text)) + len(_CONTRACTION.findall(text)) + len(_EMOTICON.findall(text)) + lower_starts
+    )
     formal = len(_FORMAL.findall(text))
     return 10.0 * (casual - formal) / words
 
 
-JUDGES: Dict[str, Judge] = {
-    "sentiment": Judge("vader", "sentiment", vader_compound, 0.05, True,
-                       "VADER compound >= 0.05 (positive)"),
-    "language": Judge("py3langid", "language", language_probability, 0.5, False,
-                      "py3langid (en vs fr) says French with p > 0.5"),
-    "topic_food": Judge("food-lexicon", "topic_food", lambda t: float(food_hits(t)), 1.0, True,
-                        "at least one food/cooking word from a hand-written lexicon"),
-    "style_casual": Judge("casual-rules", "style_casual", casual_score, 0.0, False,
-                          "more casual markers than formal markers"),
+JUDGES: dict[str, Judge] = {
+    "sentiment": Judge("vader", "sentiment", vader_compound, 0.05, True, "VADER compound >= 0.05 (positive)"),
+    "language": Judge(
+        "py3langid", "language", language_probability, 0.5, False, "py3langid (en vs fr) says French with p > 0.5"
+    ),
+    "topic_food": Judge(
+        "food-lexicon",
+        "topic_food",
+        lambda t: float(food_hits(t)),
+        1.0,
+        True,
+        "at least one food/cooking word from a hand-written lexicon",
+    ),
+    "style_casual": Judge(
+        "casual-rules", "style_casual", casual_score, 0.0, False, "more casual markers than formal markers"
+    ),
 }
 
 
@@ -130,5 +139,5 @@ def judge_for(concept: str) -> Judge:
     return JUDGES[concept]
 
 
-def judge_texts(judge: Judge, texts: Sequence[str]) -> List[float]:
+def judge_texts(judge: Judge, texts: Sequence[str]) -> list[float]:
     return [judge.score(t) for t in texts]

@@ -9,8 +9,12 @@ from plotly.subplots import make_subplots
 from ..figures import PALETTE, style
 
 METHOD_LABELS = {
-    "logistic": "Logistic CAV + GCAV", "mean_diff": "Mean difference (CAA)", "mean_centring": "Mean-centring",
-    "pca_diff": "PCA of differences", "ablation": "Ablate + add (Arditi)", "ace": "ACE (affine)",
+    "logistic": "Logistic CAV + GCAV",
+    "mean_diff": "Mean difference (CAA)",
+    "mean_centring": "Mean-centring",
+    "pca_diff": "PCA of differences",
+    "ablation": "Ablate + add (Arditi)",
+    "ace": "ACE (affine)",
 }
 
 
@@ -25,12 +29,22 @@ def layer_accuracy_figure(sweep: pd.DataFrame, *, title: str = "Held-out probe a
     dashes = ("solid", "dash", "dot", "dashdot")  # concepts at 1.0 overlap: the dashes keep each visible
     for i, (concept, sub) in enumerate(sweep.groupby("concept", sort=False)):
         sub = sub.sort_values("layer")
-        fig.add_trace(go.Scatter(x=sub["layer"], y=sub["test_accuracy"], mode="lines+markers", name=concept,
-                                 line=dict(color=PALETTE[i % len(PALETTE)], dash=dashes[i % len(dashes)])))
+        fig.add_trace(
+            go.Scatter(
+                x=sub["layer"],
+                y=sub["test_accuracy"],
+                mode="lines+markers",
+                name=concept,
+                line=dict(color=PALETTE[i % len(PALETTE)], dash=dashes[i % len(dashes)]),
+            )
+        )
     if len(sweep):
         xs = [float(sweep["layer"].min()), float(sweep["layer"].max())]
-        fig.add_trace(go.Scatter(x=xs, y=[0.5, 0.5], mode="lines", name="chance", hoverinfo="skip",
-                                 line=dict(color="#888", dash="dot")))
+        fig.add_trace(
+            go.Scatter(
+                x=xs, y=[0.5, 0.5], mode="lines", name="chance", hoverinfo="skip", line=dict(color="#888", dash="dot")
+            )
+        )
     style(fig, title=title, x="layer (resid_post)", y="held-out accuracy (fraction correct)")
     fig.update_yaxes(range=[0.4, 1.02])
     return fig
@@ -40,8 +54,12 @@ def dose_response_figure(table: pd.DataFrame, *, title: str = "Dose-response") -
     """Success and perplexity ratio against strength (in units of ‖μ⁺ − μ⁻‖), one colour per method;
     solid lines steer toward the positive side, dashed lines toward the negative side. Dotted grey:
     the unsteered success; dotted red: twice the unsteered perplexity."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("concept success (judge)", "perplexity / unsteered (log)"),
-                        horizontal_spacing=0.12)
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=("concept success (judge)", "perplexity / unsteered (log)"),
+        horizontal_spacing=0.12,
+    )
     base = table[table["method"] == "none"]
     steered = table[table["method"] != "none"]
     shown = set()
@@ -51,18 +69,50 @@ def dose_response_figure(table: pd.DataFrame, *, title: str = "Dose-response") -
         dash = "solid" if toward == "positive" else "dash"
         label = METHOD_LABELS.get(method, method)
         for col, y in ((1, sub["success"]), (2, sub["perplexity_ratio"])):
-            fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=label, legendgroup=method,
-                                     showlegend=col == 1 and method not in shown, line=dict(color=_colour(method), dash=dash),
-                                     hovertemplate=f"{label} → {toward}<br>strength %{{x}}: %{{y:.3g}}<extra></extra>"),
-                          row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=y,
+                    mode="lines+markers",
+                    name=label,
+                    legendgroup=method,
+                    showlegend=col == 1 and method not in shown,
+                    line=dict(color=_colour(method), dash=dash),
+                    hovertemplate=f"{label} → {toward}<br>strength %{{x}}: %{{y:.3g}}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
         shown.add(method)
     if len(base) and len(steered):
         xs = [float(steered["strength"].min()), float(steered["strength"].max())]
         # reference lines as traces: shapes on a log axis would need log10 coordinates
-        fig.add_trace(go.Scatter(x=xs, y=[float(base["success"].iloc[0])] * 2, mode="lines", name="unsteered",
-                                 line=dict(color="#888", dash="dot"), showlegend=True, hoverinfo="skip"), row=1, col=1)
-        fig.add_trace(go.Scatter(x=xs, y=[2.0, 2.0], mode="lines", name="2× unsteered perplexity",
-                                 line=dict(color="#D55E00", dash="dot"), showlegend=True, hoverinfo="skip"), row=1, col=2)
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=[float(base["success"].iloc[0])] * 2,
+                mode="lines",
+                name="unsteered",
+                line=dict(color="#888", dash="dot"),
+                showlegend=True,
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=[2.0, 2.0],
+                mode="lines",
+                name="2× unsteered perplexity",
+                line=dict(color="#D55E00", dash="dot"),
+                showlegend=True,
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=2,
+        )
     style(fig, title=title, width=1150, height=500)
     fig.update_layout(legend_title_text="solid: toward positive<br>dashed: toward negative")
     fig.update_xaxes(title_text="strength (× ‖μ⁺ − μ⁻‖)")
@@ -71,13 +121,15 @@ def dose_response_figure(table: pd.DataFrame, *, title: str = "Dose-response") -
     return fig
 
 
-def frontier_figure(table: pd.DataFrame, *, title: str = "Bake-off: concept success vs fluency",
-                    max_ratio: Optional[float] = 2.0) -> go.Figure:
+def frontier_figure(
+    table: pd.DataFrame, *, title: str = "Bake-off: concept success vs fluency", max_ratio: Optional[float] = 2.0
+) -> go.Figure:
     """Concept success (y) against perplexity ratio (x, log), one frontier per method and one panel per
     direction. Each line starts at the unsteered point and follows increasing strength."""
     directions = [t for t in ("positive", "negative") if t in set(table["toward"])]
-    fig = make_subplots(rows=1, cols=len(directions), subplot_titles=[f"steer toward {t}" for t in directions],
-                        shared_yaxes=True)
+    fig = make_subplots(
+        rows=1, cols=len(directions), subplot_titles=[f"steer toward {t}" for t in directions], shared_yaxes=True
+    )
     base = table[table["method"] == "none"].iloc[0]
     for col, t in enumerate(directions, start=1):
         for method, sub in table[(table["toward"] == t)].groupby("method", sort=False):
@@ -85,13 +137,35 @@ def frontier_figure(table: pd.DataFrame, *, title: str = "Bake-off: concept succ
             x = [base["perplexity_ratio"]] + list(sub["perplexity_ratio"])
             y = [base["success"]] + list(sub["success"])
             text = ["unsteered"] + [f"strength {s:g}" for s in sub["strength"]]
-            fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=METHOD_LABELS.get(method, method), text=text,
-                                     legendgroup=method, showlegend=col == 1, line=dict(color=_colour(method))),
-                          row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=y,
+                    mode="lines+markers",
+                    name=METHOD_LABELS.get(method, method),
+                    text=text,
+                    legendgroup=method,
+                    showlegend=col == 1,
+                    line=dict(color=_colour(method)),
+                ),
+                row=1,
+                col=col,
+            )
         if max_ratio is not None:  # a trace, not a shape: shapes on a log axis take log10 coordinates
-            fig.add_trace(go.Scatter(x=[max_ratio, max_ratio], y=[0, 1], mode="lines", name=f"{max_ratio:g}× perplexity",
-                                     legendgroup="max_ratio", showlegend=col == 1, hoverinfo="skip",
-                                     line=dict(color="#D55E00", dash="dot")), row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=[max_ratio, max_ratio],
+                    y=[0, 1],
+                    mode="lines",
+                    name=f"{max_ratio:g}× perplexity",
+                    legendgroup="max_ratio",
+                    showlegend=col == 1,
+                    hoverinfo="skip",
+                    line=dict(color="#D55E00", dash="dot"),
+                ),
+                row=1,
+                col=col,
+            )
         fig.update_xaxes(title_text="perplexity ratio, steered / unsteered (log)", type="log", row=1, col=col)
     style(fig, title=title, width=560 * len(directions), height=480)
     fig.update_yaxes(title_text="share of completions judged positive", range=[-0.02, 1.02], row=1, col=1)

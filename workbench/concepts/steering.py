@@ -14,13 +14,13 @@ processing and KV-cached generation on exactly the positions the user selects.
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal, Optional, Tuple
+from typing import Literal, Optional
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..edits import AddVector, EditContext, ProjectOut, check_width
+from ..edits import AddVector, EditContext, check_width
 from .vectors import ConceptVector
 
 
@@ -36,8 +36,13 @@ def _logit(p: float) -> float:
 
 
 def gcav_epsilon(
-    h: Float[Tensor, "... d"], w: Float[Tensor, " d"], b: float, target: float, mode: Literal["add", "remove"],
-    *, logit: bool = False,
+    h: Float[Tensor, "... d"],
+    w: Float[Tensor, " d"],
+    b: float,
+    target: float,
+    mode: Literal["add", "remove"],
+    *,
+    logit: bool = False,
 ) -> Float[Tensor, "..."]:
     """GCAV's per-sample magnitude (Zhang et al. 2025), METHODS.md §1:
     add: ``ε = max(0, (logit(p⁺) − b − wᵀh)/‖w‖)``; remove: ``ε = max(0, (wᵀh + b − logit(p⁻))/‖w‖)``.
@@ -77,11 +82,19 @@ class GCAVEdit:
         if self.mode not in ("add", "remove"):
             raise ValueError(f"GCAVEdit.mode must be 'add' or 'remove', got {self.mode!r}")
         object.__setattr__(self, "_w", w)
-        object.__setattr__(self, "_z", _logit(float(self.target)) if self.target is not None else float(self.target_logit))
+        object.__setattr__(
+            self, "_z", _logit(float(self.target)) if self.target is not None else float(self.target_logit)
+        )
 
     @classmethod
-    def from_vector(cls, vector: ConceptVector, target: Optional[float] = None, mode: str = "add", *,
-                    target_logit: Optional[float] = None) -> "GCAVEdit":
+    def from_vector(
+        cls,
+        vector: ConceptVector,
+        target: Optional[float] = None,
+        mode: str = "add",
+        *,
+        target_logit: Optional[float] = None,
+    ) -> "GCAVEdit":
         if vector.method != "logistic" or vector.bias is None:
             raise ValueError(f"GCAV needs a logistic ConceptVector with a bias, got method {vector.method!r}")
         return cls(vector.unit * vector.params["w_norm"], float(vector.bias), target, mode, target_logit)
@@ -145,7 +158,9 @@ class ACEEdit:
     @classmethod
     def from_vector(cls, vector: ConceptVector, coeff: float) -> "ACEEdit":
         if "mu0" not in vector.extras:
-            raise ValueError("ACE needs a ConceptVector with a reference point (extras['mu0']); fit it with method='ace'")
+            raise ValueError(
+                "ACE needs a ConceptVector with a reference point (extras['mu0']); fit it with method='ace'"
+            )
         return cls(vector.direction, vector.extras["mu0"], coeff)
 
     def __call__(self, acts: Tensor, ctx: EditContext) -> Tensor:
@@ -164,26 +179,34 @@ class RowGroups:
     """Apply ``edits[i]`` to rows ``[sum(sizes[:i]), sum(sizes[:i+1]))`` of the batch; ``None`` leaves a
     block unchanged. Lets one generation call run many steering conditions side by side."""
 
-    edits: Tuple
-    sizes: Tuple[int, ...]
+    edits: tuple
+    sizes: tuple[int, ...]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "edits", tuple(self.edits))
         object.__setattr__(self, "sizes", tuple(int(s) for s in self.sizes))
         if len(self.edits) != len(self.sizes) or not self.sizes or min(self.sizes) < 1:
-            raise ValueError(f"RowGroups needs one positive size per edit, got {len(self.edits)} edits and sizes {self.sizes}")
+            raise ValueError(
+                f"RowGroups needs one positive size per edit, got {len(self.edits)} edits and sizes {self.sizes}"
+            )
 
     def __call__(self, acts: Tensor, ctx: EditContext) -> Tensor:
         if acts.shape[0] != sum(self.sizes):
             raise ValueError(f"RowGroups covers {sum(self.sizes)} rows but the batch has {acts.shape[0]}")
         out, start = [], 0
         for edit, n in zip(self.edits, self.sizes):
-            block = acts[start:start + n]
+            block = acts[start : start + n]
             if edit is None:
                 out.append(block)
             else:
-                sub = EditContext(ctx.site, ctx.mask[start:start + n], ctx.abs_pos[start:start + n], ctx.seq_len[start:start + n],
-                                  ctx.prompt_len[start:start + n], ctx.step)
+                sub = EditContext(
+                    ctx.site,
+                    ctx.mask[start : start + n],
+                    ctx.abs_pos[start : start + n],
+                    ctx.seq_len[start : start + n],
+                    ctx.prompt_len[start : start + n],
+                    ctx.step,
+                )
                 out.append(edit(block, sub))
             start += n
         return torch.cat(out, 0)
@@ -216,8 +239,9 @@ def steering_edit(vector: ConceptVector, strength: float, toward: Direction = "p
         if strength <= 0:
             raise ValueError(f"GCAV strength must be > 0 (target logit = strength·‖w‖·‖r‖), got {strength}")
         z = strength * vector.params["w_norm"] * r_norm
-        return GCAVEdit.from_vector(vector, None, "add" if toward == "positive" else "remove",
-                                    target_logit=z if toward == "positive" else -z)
+        return GCAVEdit.from_vector(
+            vector, None, "add" if toward == "positive" else "remove", target_logit=z if toward == "positive" else -z
+        )
     if m in ("mean_diff", "pca_diff"):
         d = vector.unit * r_norm if scale == "mean_diff" else vector.direction
         return AddVector(d, sign * strength)

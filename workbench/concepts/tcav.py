@@ -10,8 +10,9 @@ and "random CAVs" between two random sets; a two-sided t-test (``scipy.stats.tte
 two lists of TCAV scores. Gradients are computed once; each CAV only costs a probe fit.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -37,7 +38,12 @@ class _GradientTap:
 
 
 def class_gradients(
-    model, inputs: Union[Sequence[str], Tensor], site: SiteLike, target_token: Union[int, str], *, positions: PositionSpec = "all",
+    model,
+    inputs: Union[Sequence[str], Tensor],
+    site: SiteLike,
+    target_token: Union[int, str],
+    *,
+    positions: PositionSpec = "all",
     batch_size: int = 8,
 ) -> Float[Tensor, "n d"]:
     """``Σ_t ∇_{h_t} logit_k(last position)`` for each text, summed over the selected positions ``t``
@@ -49,7 +55,7 @@ def class_gradients(
     if len(inputs) == 0:
         raise ValueError("class_gradients got no inputs")
     for start in range(0, len(inputs), batch_size):
-        chunk = inputs[start:start + batch_size]
+        chunk = inputs[start : start + batch_size]
         chunk = chunk if isinstance(chunk, Tensor) else list(chunk)
         tap = _GradientTap()
         reg = HookRegistry(model)
@@ -69,7 +75,9 @@ def _token_id(model, token: Union[int, str]) -> int:
         return token
     ids = model.tokenizer(token, add_special_tokens=False)["input_ids"]
     if len(ids) != 1:
-        raise ValueError(f"target token {token!r} is {len(ids)} tokens ({ids}); pass a string that is one token, e.g. ' good'")
+        raise ValueError(
+            f"target token {token!r} is {len(ids)} tokens ({ids}); pass a string that is one token, e.g. ' good'"
+        )
     return ids[0]
 
 
@@ -83,8 +91,8 @@ def tcav_score(gradients: Float[Tensor, "n d"], v: Float[Tensor, " d"]) -> float
 class TCAVResult:
     """TCAV scores of concept CAVs and random CAVs, and the two-sided t-test between them."""
 
-    concept_scores: List[float]
-    random_scores: List[float]
+    concept_scores: list[float]
+    random_scores: list[float]
     t_statistic: float
     p_value: float
     alpha: float = 0.05
@@ -98,13 +106,22 @@ class TCAVResult:
         return bool(self.p_value < self.alpha)
 
     def __repr__(self) -> str:
-        return (f"TCAVResult(score={self.score:.3f} ± {np.std(self.concept_scores):.3f}, random={np.mean(self.random_scores):.3f}, "
-                f"t={self.t_statistic:.2f}, p={self.p_value:.3g}, significant={self.significant})")
+        return (
+            f"TCAVResult(score={self.score:.3f} ± {np.std(self.concept_scores):.3f}, random={np.mean(self.random_scores):.3f}, "
+            f"t={self.t_statistic:.2f}, p={self.p_value:.3g}, significant={self.significant})"
+        )
 
 
 def tcav_significance(
-    gradients: Float[Tensor, "n d"], concept_acts: Float[Tensor, "c d"], random_pool: Float[Tensor, "r d"], *,
-    n_runs: int = 10, set_size: Optional[int] = None, C: float = 1.0, seed: int = 0, alpha: float = 0.05,
+    gradients: Float[Tensor, "n d"],
+    concept_acts: Float[Tensor, "c d"],
+    random_pool: Float[Tensor, "r d"],
+    *,
+    n_runs: int = 10,
+    set_size: Optional[int] = None,
+    C: float = 1.0,
+    seed: int = 0,
+    alpha: float = 0.05,
 ) -> TCAVResult:
     """Kim et al.'s significance test. For each run ``i``: draw random sets ``R_i`` and ``R'_i`` of
     ``set_size`` activations from ``random_pool``; fit a CAV for concept vs ``R_i`` and a random CAV for
@@ -121,7 +138,7 @@ def tcav_significance(
     c_scores, r_scores = [], []
     for _ in range(n_runs):
         perm = torch.randperm(len(random_pool), generator=g)
-        r1, r2 = random_pool[perm[:size]], random_pool[perm[size:2 * size]]
+        r1, r2 = random_pool[perm[:size]], random_pool[perm[size : 2 * size]]
         cidx = torch.randperm(len(concept_acts), generator=g)[:size]
         cav = fit_logistic(torch.cat([concept_acts[cidx], r1]), [1] * size + [0] * size, C=C).w
         rcav = fit_logistic(torch.cat([r2, r1]), [1] * size + [0] * size, C=C).w

@@ -17,9 +17,10 @@ Methods (formulas as in METHODS.md §1):
 """
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -53,13 +54,15 @@ def mean_centring(target: Float[Tensor, "n d"], all_training: Float[Tensor, "m d
     return target.double().mean(0).float() - all_training.double().mean(0).float()
 
 
-def pca_of_differences(pos: Float[Tensor, "n d"], neg: Float[Tensor, "n d"]) -> Tuple[Float[Tensor, " d"], float]:
+def pca_of_differences(pos: Float[Tensor, "n d"], neg: Float[Tensor, "n d"]) -> tuple[Float[Tensor, " d"], float]:
     """First principal component of the paired differences ``{h⁺ᵢ − h⁻ᵢ}`` (repeng), as a unit
     vector with its sign chosen so that it points along the mean difference. The differences are
     centred before the SVD (as PCA does). Returns ``(v, explained_variance_ratio)``."""
     _check_pair(pos, neg)
     if pos.shape[0] != neg.shape[0]:
-        raise ValueError(f"PCA of differences needs paired activations, got {pos.shape[0]} positive and {neg.shape[0]} negative")
+        raise ValueError(
+            f"PCA of differences needs paired activations, got {pos.shape[0]} positive and {neg.shape[0]} negative"
+        )
     if pos.shape[0] < 2:
         raise ValueError("PCA of differences needs at least 2 pairs")
     diffs = (pos - neg).double()
@@ -68,7 +71,7 @@ def pca_of_differences(pos: Float[Tensor, "n d"], neg: Float[Tensor, "n d"]) -> 
     v = vh[0]
     if float(v @ diffs.mean(0)) < 0:
         v = -v
-    ratio = float(s[0] ** 2 / (s ** 2).sum()) if float((s ** 2).sum()) > 0 else 0.0
+    ratio = float(s[0] ** 2 / (s**2).sum()) if float((s**2).sum()) > 0 else 0.0
     return v.float(), ratio
 
 
@@ -102,7 +105,9 @@ def fit_logistic(
     x = torch.as_tensor(x).double()
     y_t = torch.as_tensor(list(y) if not isinstance(y, Tensor) else y).double()
     if x.ndim != 2 or x.shape[0] != y_t.shape[0]:
-        raise ValueError(f"fit_logistic needs x [n, d] and y [n] with the same n, got {tuple(x.shape)} and {tuple(y_t.shape)}")
+        raise ValueError(
+            f"fit_logistic needs x [n, d] and y [n] with the same n, got {tuple(x.shape)} and {tuple(y_t.shape)}"
+        )
     if not set(y_t.unique().tolist()) <= {0.0, 1.0} or y_t.unique().numel() != 2:
         raise ValueError("fit_logistic needs labels 0 and 1, both present")
     if C <= 0:
@@ -112,8 +117,15 @@ def fit_logistic(
     xs = x / s
     w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
     b = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, tolerance_grad=tol, tolerance_change=1e-14,
-                            history_size=20, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [w, b],
+        lr=1.0,
+        max_iter=max_iter,
+        tolerance_grad=tol,
+        tolerance_change=1e-14,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
     n = x.shape[0]
 
     def closure():
@@ -143,9 +155,9 @@ class ConceptVector:
     site: Site
     direction: Tensor
     method: str
-    params: Dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
     bias: Optional[float] = None
-    extras: Dict[str, Tensor] = field(default_factory=dict, compare=False)
+    extras: dict[str, Tensor] = field(default_factory=dict, compare=False)
     concept: str = ""
 
     def __post_init__(self) -> None:
@@ -183,8 +195,16 @@ class ConceptVector:
         tensors = {"direction": self.direction.contiguous()}
         tensors.update({f"extra.{k}": v.detach().float().contiguous() for k, v in self.extras.items()})
         save_file(tensors, str(stem) + ".safetensors")
-        meta = {"site": self.site.short, "hook_name": self.site.hook_name, "method": self.method, "params": self.params,
-                "bias": self.bias, "concept": self.concept, "d_model": self.d_model, "format": 1}
+        meta = {
+            "site": self.site.short,
+            "hook_name": self.site.hook_name,
+            "method": self.method,
+            "params": self.params,
+            "bias": self.bias,
+            "concept": self.concept,
+            "d_model": self.d_model,
+            "format": 1,
+        }
         Path(str(stem) + ".json").write_text(json.dumps(meta, indent=2))
         return stem
 
@@ -197,12 +217,21 @@ class ConceptVector:
         meta_path, tensor_path = Path(str(stem) + ".json"), Path(str(stem) + ".safetensors")
         for p in (meta_path, tensor_path):
             if not p.exists():
-                raise FileNotFoundError(f"ConceptVector file {p} is missing (a vector is saved as .json + .safetensors)")
+                raise FileNotFoundError(
+                    f"ConceptVector file {p} is missing (a vector is saved as .json + .safetensors)"
+                )
         meta = json.loads(meta_path.read_text())
         tensors = load_file(str(tensor_path))
-        extras = {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}
-        return cls(Site.parse(meta["site"]), tensors["direction"], meta["method"], meta["params"], meta["bias"], extras,
-                   meta.get("concept", ""))
+        extras = {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
+        return cls(
+            Site.parse(meta["site"]),
+            tensors["direction"],
+            meta["method"],
+            meta["params"],
+            meta["bias"],
+            extras,
+            meta.get("concept", ""),
+        )
 
 
 def fit_vector(
@@ -216,7 +245,7 @@ def fit_vector(
     C: float = 1.0,
     ace_reference: str = "pooled",
     concept: str = "",
-    extra_params: Optional[Dict] = None,
+    extra_params: Optional[dict] = None,
 ) -> ConceptVector:
     """Fit one ``ConceptVector`` with ``method`` from positive/negative activations at ``site``.
 
@@ -237,7 +266,11 @@ def fit_vector(
         w_norm = float(probe.w.norm())
         direction = (probe.w / w_norm).float()
         bias = probe.b
-        params.update(C=C, w_norm=w_norm, train_accuracy=probe.accuracy(torch.cat([pos, neg]), torch.tensor([1] * len(pos) + [0] * len(neg))))
+        params.update(
+            C=C,
+            w_norm=w_norm,
+            train_accuracy=probe.accuracy(torch.cat([pos, neg]), torch.tensor([1] * len(pos) + [0] * len(neg))),
+        )
     elif method in ("mean_diff", "ablation"):
         direction = r
     elif method == "mean_centring":
@@ -265,7 +298,11 @@ def fit_vector(
 
 # ----------------------------------------------------------------------------- layer sweep
 def layer_sweep(
-    train: Dict[str, Tuple[Tensor, Tensor]], test: Dict[str, Tuple[Tensor, Tensor]], *, C: float = 1.0, concept: str = ""
+    train: dict[str, tuple[Tensor, Tensor]],
+    test: dict[str, tuple[Tensor, Tensor]],
+    *,
+    C: float = 1.0,
+    concept: str = "",
 ):
     """Fit a logistic probe per site on ``train[site] = (pos, neg)`` and score held-out accuracy on
     ``test[site]`` (SCAV-style layer selection, Xu et al. 2024). Returns a DataFrame with columns
@@ -277,12 +314,16 @@ def layer_sweep(
         tp, tn = test[key]
         probe = fit_logistic(torch.cat([pos, neg]), [1] * len(pos) + [0] * len(neg), C=C)
         site = Site.parse(key)
-        rows.append({
-            "concept": concept, "site": key, "layer": site.layer,
-            "train_accuracy": probe.accuracy(torch.cat([pos, neg]), torch.tensor([1] * len(pos) + [0] * len(neg))),
-            "test_accuracy": probe.accuracy(torch.cat([tp, tn]), torch.tensor([1] * len(tp) + [0] * len(tn))),
-            "w_norm": float(probe.w.norm()),
-        })
+        rows.append(
+            {
+                "concept": concept,
+                "site": key,
+                "layer": site.layer,
+                "train_accuracy": probe.accuracy(torch.cat([pos, neg]), torch.tensor([1] * len(pos) + [0] * len(neg))),
+                "test_accuracy": probe.accuracy(torch.cat([tp, tn]), torch.tensor([1] * len(tp) + [0] * len(tn))),
+                "w_norm": float(probe.w.norm()),
+            }
+        )
     return pd.DataFrame(rows)
 
 

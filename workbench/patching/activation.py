@@ -15,8 +15,9 @@ How it is fast:
   corrupted ``resid_pre.L`` (``start_at_layer``), and only the last position is unembedded.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Dict, List, Literal, Optional, Sequence
+from typing import Literal, Optional
 
 import torch
 from jaxtyping import Int
@@ -31,8 +32,13 @@ STREAMS = ("resid_pre", "attn_out", "mlp_out", "heads_all_pos", "heads_by_pos")
 LAYER_POS_STREAMS = ("resid_pre", "attn_out", "mlp_out")
 
 # The registry site each grid patches.
-SITE_STREAM = {"resid_pre": "resid_pre", "attn_out": "attn_out", "mlp_out": "mlp_out",
-                "heads_all_pos": "attn.z", "heads_by_pos": "attn.z"}
+SITE_STREAM = {
+    "resid_pre": "resid_pre",
+    "attn_out": "attn_out",
+    "mlp_out": "mlp_out",
+    "heads_all_pos": "attn.z",
+    "heads_by_pos": "attn.z",
+}
 
 
 def check_stream(stream: str) -> str:
@@ -52,14 +58,16 @@ class PatchRows:
 
     def __call__(self, acts: Tensor, ctx: EditContext) -> Tensor:
         if self.clean.shape != acts.shape:
-            raise ValueError(f"PatchRows: clean values have shape {tuple(self.clean.shape)}, activations {tuple(acts.shape)}")
+            raise ValueError(
+                f"PatchRows: clean values have shape {tuple(self.clean.shape)}, activations {tuple(acts.shape)}"
+            )
         if self.heads is None:
             return self.clean.to(acts.dtype)
         onehot = torch.nn.functional.one_hot(self.heads, acts.shape[2]).bool().to(acts.device)
         return torch.where(onehot[:, None, :, None], self.clean.to(acts.dtype), acts)
 
 
-def _record_all(model, tokens: Tensor, sites: Dict[str, str]) -> Dict[str, Tensor]:
+def _record_all(model, tokens: Tensor, sites: dict[str, str]) -> dict[str, Tensor]:
     """One forward with probes at ``sites`` ({name: site}); returns the recorded activations."""
     reg = HookRegistry(model)
     for name, site in sites.items():
@@ -69,7 +77,7 @@ def _record_all(model, tokens: Tensor, sites: Dict[str, str]) -> Dict[str, Tenso
     return {name: reg.records[name] for name in sites}
 
 
-def patch_index(model, stream: str, seq_len: int) -> List[tuple]:
+def patch_index(model, stream: str, seq_len: int) -> list[tuple]:
     """The patches of one layer of a grid, as (position or None, head or None)."""
     H = model.cfg.n_heads
     if stream in LAYER_POS_STREAMS:
@@ -81,8 +89,13 @@ def patch_index(model, stream: str, seq_len: int) -> List[tuple]:
 
 def _grid_shape(model, stream: str, n_layers: int, seq_len: int) -> tuple:
     H = model.cfg.n_heads
-    return {"resid_pre": (n_layers, seq_len), "attn_out": (n_layers, seq_len), "mlp_out": (n_layers, seq_len),
-            "heads_all_pos": (n_layers, H), "heads_by_pos": (n_layers, seq_len, H)}[stream]
+    return {
+        "resid_pre": (n_layers, seq_len),
+        "attn_out": (n_layers, seq_len),
+        "mlp_out": (n_layers, seq_len),
+        "heads_all_pos": (n_layers, H),
+        "heads_by_pos": (n_layers, seq_len, H),
+    }[stream]
 
 
 def activation_patch(
@@ -106,7 +119,9 @@ def activation_patch(
     rows are NaN)."""
     check_stream(stream)
     if clean.shape != corrupted.shape or clean.ndim != 2:
-        raise ValueError(f"clean and corrupted tokens must be [n, pos] of equal shape, got {tuple(clean.shape)} and {tuple(corrupted.shape)}")
+        raise ValueError(
+            f"clean and corrupted tokens must be [n, pos] of equal shape, got {tuple(clean.shape)} and {tuple(corrupted.shape)}"
+        )
     if tokens_per_pass < 1:
         raise ValueError(f"tokens_per_pass must be positive, got {tokens_per_pass}")
     n, T = clean.shape
@@ -117,7 +132,9 @@ def activation_patch(
             raise ValueError(f"layer {L} is not a layer of this model (0..{n_layers - 1})")
     site_stream = SITE_STREAM[stream]
     clean_acts = _record_all(model, clean, {f"c{L}": f"{site_stream}.{L}" for L in layers})
-    corr_resid = _record_all(model, corrupted, {f"x{L}": f"resid_pre.{L}" for L in layers if L > 0}) if start_at_layer else {}
+    corr_resid = (
+        _record_all(model, corrupted, {f"x{L}": f"resid_pre.{L}" for L in layers if L > 0}) if start_at_layer else {}
+    )
     grid = torch.full(_grid_shape(model, stream, n_layers, T), float("nan"))
     patches = patch_index(model, stream, T)
     rows_per_pass = max(1, tokens_per_pass // T)
@@ -162,4 +179,4 @@ def patch_task(model, task: Task, metric: LogitDiffMetric, stream: Stream, **kw)
     return activation_patch(model, task.clean, task.corrupted, metric, stream, **kw)
 
 
-__all__ = ["LAYER_POS_STREAMS", "PatchRows", "STREAMS", "activation_patch", "check_stream", "patch_index", "patch_task"]
+__all__ = ["LAYER_POS_STREAMS", "STREAMS", "PatchRows", "activation_patch", "check_stream", "patch_index", "patch_task"]

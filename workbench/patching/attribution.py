@@ -31,8 +31,9 @@ Gradients with respect to each patched activation are read through "taps": steer
 corrupted values come from probes.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Optional
 
 import torch
 from jaxtyping import Int
@@ -99,14 +100,18 @@ class _MLPRule:
     """Edit at ``blocks.L.mlp.hook_post``: rebuild the post-activation from the recorded
     ``pre``/``pre_linear`` so that its gradient follows the identity and/or half rule."""
 
-    def __init__(self, registry: HookRegistry, mlp, pre: str, pre_linear: Optional[str], identity: bool, half: bool) -> None:
+    def __init__(
+        self, registry: HookRegistry, mlp, pre: str, pre_linear: Optional[str], identity: bool, half: bool
+    ) -> None:
         self.reg, self.mlp, self.pre, self.pre_linear = registry, mlp, pre, pre_linear
         self.identity, self.half = identity, half
 
     def __call__(self, post: Tensor, ctx: EditContext) -> Tensor:
         pre = self.reg.records[self.pre]
         if not isinstance(pre, Tensor) or pre.shape[:2] != post.shape[:2]:
-            raise ValueError("RelP rules need unpadded inputs of equal length (the recorded pre-activation does not match post)")
+            raise ValueError(
+                "RelP rules need unpadded inputs of equal length (the recorded pre-activation does not match post)"
+            )
         act = self.mlp.act_fn(pre)
         phi = pre * _safe_ratio(act, pre, 0.5).detach() if self.identity else act
         if self.pre_linear is None:
@@ -120,12 +125,12 @@ class _MLPRule:
         return f"MLPRule(identity={self.identity}, half={self.half})"
 
 
-def install_relp_rules(registry: HookRegistry, rules: RelPRules, *, prefix: str = "_relp") -> List[str]:
+def install_relp_rules(registry: HookRegistry, rules: RelPRules, *, prefix: str = "_relp") -> list[str]:
     """Register the steers (and the probes they read) that rewrite the backward pass; returns the
     names, so they can be removed again."""
     model = registry.model
     cfg = model.cfg
-    names: List[str] = []
+    names: list[str] = []
     if rules.norm:
         if cfg.normalization_type is None:
             raise ValueError("the LN-rule needs a model with normalisation layers (normalization_type is None)")
@@ -185,7 +190,7 @@ def relp_gradients(
     metric,
     sites: Sequence[str],
     rules: RelPRules = RelPRules(),
-) -> Tuple[Tensor, Dict[str, Tensor], Dict[str, Tensor]]:
+) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
     """One forward (with the rewritten backward when ``rules`` has any rule) and one backward.
 
     Returns ``(metric value, {site: activation}, {site: ∂'M/∂activation})`` where ∂' is the plain
@@ -224,7 +229,7 @@ def attribution_patch(
     streams: Sequence[str] = ("resid_pre", "attn_out", "mlp_out"),
     *,
     rules: RelPRules = RelPRules.none(),
-) -> Dict[str, Tensor]:
+) -> dict[str, Tensor]:
     """AtP (``rules=RelPRules.none()``) or RelP (default ``RelPRules()``) estimates of the
     activation-patching grids of ``streams``, shaped like ``activation_patch``'s: one clean forward
     (probes), one corrupted forward and one backward for every layer and stream at once.
@@ -234,7 +239,9 @@ def attribution_patch(
     for s in streams:
         check_stream(s)
     if clean.shape != corrupted.shape or clean.ndim != 2:
-        raise ValueError(f"clean and corrupted tokens must be [n, pos] of equal shape, got {tuple(clean.shape)} and {tuple(corrupted.shape)}")
+        raise ValueError(
+            f"clean and corrupted tokens must be [n, pos] of equal shape, got {tuple(clean.shape)} and {tuple(corrupted.shape)}"
+        )
     n_layers = model.cfg.n_layers
     site_names = sorted({f"{SITE_STREAM[s]}.{L}" for s in streams for L in range(n_layers)})
     reg = HookRegistry(model)
@@ -254,16 +261,32 @@ def attribution_patch(
     return out
 
 
-def atp(model, task: Task, metric: LogitDiffMetric, streams: Sequence[str] = ("resid_pre", "attn_out", "mlp_out")) -> Dict[str, Tensor]:
+def atp(
+    model, task: Task, metric: LogitDiffMetric, streams: Sequence[str] = ("resid_pre", "attn_out", "mlp_out")
+) -> dict[str, Tensor]:
     """Attribution patching (Nanda 2023; Syed et al. 2023) on a task."""
     return attribution_patch(model, task.clean, task.corrupted, metric, streams, rules=RelPRules.none())
 
 
-def relp(model, task: Task, metric: LogitDiffMetric, streams: Sequence[str] = ("resid_pre", "attn_out", "mlp_out"),
-         *, attention: bool = False) -> Dict[str, Tensor]:
+def relp(
+    model,
+    task: Task,
+    metric: LogitDiffMetric,
+    streams: Sequence[str] = ("resid_pre", "attn_out", "mlp_out"),
+    *,
+    attention: bool = False,
+) -> dict[str, Tensor]:
     """Relevance patching (Jafari et al. 2025) on a task; ``attention=True`` adds the AH-rule."""
     return attribution_patch(model, task.clean, task.corrupted, metric, streams, rules=RelPRules(attention=attention))
 
 
-__all__ = ["GradTap", "RelPRules", "atp", "attribution_patch", "install_relp_rules", "relp", "relp_gradients",
-           "same_value_new_grad"]
+__all__ = [
+    "GradTap",
+    "RelPRules",
+    "atp",
+    "attribution_patch",
+    "install_relp_rules",
+    "relp",
+    "relp_gradients",
+    "same_value_new_grad",
+]

@@ -3,7 +3,7 @@
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -19,22 +19,28 @@ def _figdir(figures: Optional[str]) -> Optional[Path]:
 
 def lens(
     prompt: str = typer.Argument(..., help="the text to read the lens of"),
-    target: Optional[List[str]] = typer.Option(None, "--target", "-t", help="target token(s) to track, e.g. ' Paris' (repeatable)"),
+    target: Optional[list[str]] = typer.Option(
+        None, "--target", "-t", help="target token(s) to track, e.g. ' Paris' (repeatable)"
+    ),
     k: int = typer.Option(5, help="top-k tokens per layer"),
     chat: bool = typer.Option(False, help="wrap the prompt in the chat template"),
     steer_layer: Optional[int] = typer.Option(None, help="also show a run steered at this layer (resid_post)"),
     steer_token: Optional[str] = typer.Option(None, help="steer along this token's unembedding direction (one token)"),
     steer_coeff: float = typer.Option(8.0, help="steering coefficient (times the unit direction)"),
     tuned: bool = typer.Option(False, help="also read the tuned lens (loaded from the cache; see --train-tuned)"),
-    train_tuned: bool = typer.Option(False, help="train the tuned lens first (a few minutes), save it, plot KL by layer"),
+    train_tuned: bool = typer.Option(
+        False, help="train the tuned lens first (a few minutes), save it, plot KL by layer"
+    ),
     tuned_seconds: float = typer.Option(300.0, help="with --train-tuned: training time budget (seconds)"),
-    tuned_sequences: int = typer.Option(24, help="with --train-tuned: model-written 64-token sequences (a quarter held out)"),
+    tuned_sequences: int = typer.Option(
+        24, help="with --train-tuned: model-written 64-token sequences (a quarter held out)"
+    ),
     figures: Optional[str] = typer.Option(None, help="figure directory (default: figures/)"),
 ) -> None:
     """Logit lens (and tuned lens) of a prompt: top token per layer, target probabilities, figures."""
     from ..edits import AddVector
     from ..figures import save_figure
-    from ..lens import (TunedLens, default_tuned_lens_path, lens_heatmap, logit_lens, target_curve, target_ids)
+    from ..lens import TunedLens, default_tuned_lens_path, lens_heatmap, logit_lens, target_curve, target_ids
     from ..models import chat_prompt, load_model
     from ..registry import HookRegistry
 
@@ -47,10 +53,18 @@ def lens(
         from .. import lens as lens_mod
 
         if tuned_seconds <= 0 or tuned_sequences < 4:
-            raise typer.BadParameter(f"need --tuned-seconds > 0 and --tuned-sequences >= 4, got {tuned_seconds}, {tuned_sequences}")
+            raise typer.BadParameter(
+                f"need --tuned-seconds > 0 and --tuned-sequences >= 4, got {tuned_seconds}, {tuned_sequences}"
+            )
         config = lens_mod.TunedLensConfig(steps=5000, tokens_per_step=32, max_seconds=tuned_seconds)
-        kl, path = lens_mod.train_default_tuned_lens(model, n_seq=tuned_sequences, heldout=max(1, tuned_sequences // 4),
-                                                     config=config, console=console, figures=_figdir(figures))
+        kl, path = lens_mod.train_default_tuned_lens(
+            model,
+            n_seq=tuned_sequences,
+            heldout=max(1, tuned_sequences // 4),
+            config=config,
+            console=console,
+            figures=_figdir(figures),
+        )
         console.print(f"tuned lens saved to {path}")
     if tuned or train_tuned:
         path = default_tuned_lens_path(model)
@@ -72,8 +86,13 @@ def lens(
         for tok in r.target_tokens:
             t.add_column(f"p / rank of {tok!r}")
         for li, L in enumerate(r.layers):
-            tops = ", ".join(f"{w!r} {p:.2f}" for w, p in zip(r.top_tokens[0][li][-1][:3], r.top_probs[0, li, -1, :3].tolist()))
-            extra = [f"{r.target_probs[0, li, -1, j]:.3f} / {int(r.target_ranks[0, li, -1, j])}" for j in range(len(r.target_tokens))]
+            tops = ", ".join(
+                f"{w!r} {p:.2f}" for w, p in zip(r.top_tokens[0][li][-1][:3], r.top_probs[0, li, -1, :3].tolist())
+            )
+            extra = [
+                f"{r.target_probs[0, li, -1, j]:.3f} / {int(r.target_ranks[0, li, -1, j])}"
+                for j in range(len(r.target_tokens))
+            ]
             t.add_row(str(L), tops, f"{r.kl_to_final[0, li, -1]:.2f}", *extra)
         console.print(t)
     written = save_figure(lens_heatmap(res), "logit_lens_heatmap", directory=_figdir(figures))
@@ -89,7 +108,9 @@ def patch(
     task: str = typer.Option("ioi", help="ioi | capital | antonym"),
     method: str = typer.Option("all", help="act | atp | relp | all (all = every method + faithfulness)"),
     n: int = typer.Option(8, help="prompts to build (before dropping the ones the model fails)"),
-    streams: str = typer.Option("resid_pre,attn_out,mlp_out", help="comma-separated: resid_pre, attn_out, mlp_out, heads_all_pos, heads_by_pos"),
+    streams: str = typer.Option(
+        "resid_pre,attn_out,mlp_out", help="comma-separated: resid_pre, attn_out, mlp_out, heads_all_pos, heads_by_pos"
+    ),
     seed: int = typer.Option(0, help="seed of the task builder"),
     figures: Optional[str] = typer.Option(None, help="figure directory (default: figures/)"),
 ) -> None:
@@ -117,7 +138,9 @@ def patch(
         console.print(f"  note: {note}")
     t = check.kept
     metric = make_metric(model, t)
-    console.print(f"mean logit difference: clean {metric.ld_clean:.3f}, corrupted {metric.ld_corrupted:.3f} ({t.n} prompts × {t.seq_len} tokens)")
+    console.print(
+        f"mean logit difference: clean {metric.ld_clean:.3f}, corrupted {metric.ld_corrupted:.3f} ({t.n} prompts × {t.seq_len} tokens)"
+    )
     tokens = [model.tokenizer.decode([i]) for i in t.clean[0].tolist()]
     out = Path(figures) if figures else None
     if method == "act":
@@ -125,8 +148,16 @@ def patch(
             g = activation_patch(model, t.clean, t.corrupted, metric, s, progress=True)
             _print_top(f"activation patching, {s}", g)
             if g.ndim == 2:
-                save_figure(grid_heatmap(g, tokens=tokens if s != "heads_all_pos" else None, title=f"{t.name}: activation patching, {s}",
-                                         x_label="position: token" if s != "heads_all_pos" else "head"), f"patch_{t.name}_act_{s}", directory=out)
+                save_figure(
+                    grid_heatmap(
+                        g,
+                        tokens=tokens if s != "heads_all_pos" else None,
+                        title=f"{t.name}: activation patching, {s}",
+                        x_label="position: token" if s != "heads_all_pos" else "head",
+                    ),
+                    f"patch_{t.name}_act_{s}",
+                    directory=out,
+                )
         return
     if method in ("atp", "relp"):
         from .attribution import attribution_patch
@@ -135,8 +166,11 @@ def patch(
         for s, g in grids.items():
             _print_top(f"{method}, {s}", g)
             if g.ndim == 2:
-                save_figure(grid_heatmap(g, tokens=tokens if s != "heads_all_pos" else None, title=f"{t.name}: {method}, {s}"),
-                            f"patch_{t.name}_{method}_{s}", directory=out)
+                save_figure(
+                    grid_heatmap(g, tokens=tokens if s != "heads_all_pos" else None, title=f"{t.name}: {method}, {s}"),
+                    f"patch_{t.name}_{method}_{s}",
+                    directory=out,
+                )
         return
     res = measure_faithfulness(model, t, metric, stream_list)
     table = Table(title=f"{t.name}: Pearson r with activation patching ({t.n} prompts)")
@@ -152,9 +186,18 @@ def patch(
         save_figure(scatter_figure(res, s), f"patch_{t.name}_scatter_{s}", directory=out)
         if res.act[s].ndim == 2 and s != "heads_all_pos":
             save_figure(grids_figure(res, s, tokens=tokens), f"patch_{t.name}_grids_{s}", directory=out)
-    record = {"task": t.name, "n_prompts": t.n, "seq_len": t.seq_len, "clean_accuracy": check.clean_accuracy,
-              "corrupted_accuracy": check.corrupted_accuracy, "dropped": list(check.dropped),
-              "ld_clean": metric.ld_clean, "ld_corrupted": metric.ld_corrupted, "pearson_r": corr, "seconds": res.seconds}
+    record = {
+        "task": t.name,
+        "n_prompts": t.n,
+        "seq_len": t.seq_len,
+        "clean_accuracy": check.clean_accuracy,
+        "corrupted_accuracy": check.corrupted_accuracy,
+        "dropped": list(check.dropped),
+        "ld_clean": metric.ld_clean,
+        "ld_corrupted": metric.ld_corrupted,
+        "pearson_r": corr,
+        "seconds": res.seconds,
+    }
     d = out or Path("figures")
     d.mkdir(parents=True, exist_ok=True)
     (d / f"patch_{t.name}_faithfulness.json").write_text(json.dumps(record, indent=2))

@@ -15,8 +15,9 @@ has no BOS token). ``check_task`` runs the model, reports clean accuracy and dro
 """
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional
 
 import torch
 from jaxtyping import Float, Int
@@ -33,9 +34,9 @@ class Task:
     corrupted: Int[Tensor, "n pos"]
     correct: Int[Tensor, " n"]
     wrong: Int[Tensor, " n"]
-    clean_prompts: Tuple[str, ...] = ()
-    corrupted_prompts: Tuple[str, ...] = ()
-    notes: Tuple[str, ...] = field(default=(), compare=False)
+    clean_prompts: tuple[str, ...] = ()
+    corrupted_prompts: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         if self.clean.ndim != 2 or self.clean.shape != self.corrupted.shape:
@@ -52,7 +53,9 @@ class Task:
                 raise ValueError(f"task '{self.name}': {what} must have shape ({n},), got {tuple(t.shape)}")
         if bool((self.correct == self.wrong).any()):
             bad = torch.nonzero(self.correct == self.wrong).flatten().tolist()
-            raise ValueError(f"task '{self.name}': prompts {bad} have the same correct and wrong answer; the logit difference would be 0")
+            raise ValueError(
+                f"task '{self.name}': prompts {bad} have the same correct and wrong answer; the logit difference would be 0"
+            )
         for what in ("clean_prompts", "corrupted_prompts"):
             texts = getattr(self, what)
             if texts and len(texts) != n:
@@ -68,10 +71,15 @@ class Task:
 
     def subset(self, rows: Sequence[int], note: Optional[str] = None) -> "Task":
         rows = list(rows)
-        pick = lambda texts: tuple(texts[i] for i in rows) if texts else ()  # noqa: E731
+        pick = lambda texts: tuple(texts[i] for i in rows) if texts else ()
         return replace(
-            self, clean=self.clean[rows], corrupted=self.corrupted[rows], correct=self.correct[rows],
-            wrong=self.wrong[rows], clean_prompts=pick(self.clean_prompts), corrupted_prompts=pick(self.corrupted_prompts),
+            self,
+            clean=self.clean[rows],
+            corrupted=self.corrupted[rows],
+            correct=self.correct[rows],
+            wrong=self.wrong[rows],
+            clean_prompts=pick(self.clean_prompts),
+            corrupted_prompts=pick(self.corrupted_prompts),
             notes=self.notes + ((note,) if note else ()),
         )
 
@@ -110,7 +118,9 @@ class LogitDiffMetric:
                 "metric would divide by zero — the corruption does not change the answer"
             )
 
-    def per_row(self, last_logits: Float[Tensor, "rows d_vocab"], prompt_idx: Int[Tensor, " rows"]) -> Float[Tensor, " rows"]:
+    def per_row(
+        self, last_logits: Float[Tensor, "rows d_vocab"], prompt_idx: Int[Tensor, " rows"]
+    ) -> Float[Tensor, " rows"]:
         return logit_diff(last_logits, self.correct[prompt_idx], self.wrong[prompt_idx])
 
     def normalise(self, mean_ld):
@@ -128,7 +138,7 @@ def last_logits(model, tokens: Int[Tensor, "n pos"], batch_size: int = 32) -> Fl
     outs = []
     with torch.no_grad():
         for i in range(0, tokens.shape[0], batch_size):
-            resid = model(tokens[i:i + batch_size].to(model.cfg.device), stop_at_layer=model.cfg.n_layers)
+            resid = model(tokens[i : i + batch_size].to(model.cfg.device), stop_at_layer=model.cfg.n_layers)
             outs.append(model.unembed(model.ln_final(resid[:, -1:]))[:, 0])
     return torch.cat(outs, 0)
 
@@ -149,12 +159,14 @@ class TaskCheck:
     clean_accuracy: float
     corrupted_accuracy: float
     n_total: int
-    dropped: Tuple[str, ...]
+    dropped: tuple[str, ...]
     kept: Task
 
     def summary(self) -> str:
-        return (f"{self.task.name}: clean top-1 accuracy {self.clean_accuracy:.2f}, corrupted {self.corrupted_accuracy:.2f} "
-                f"over {self.n_total} prompts; dropped {len(self.dropped)}; kept {self.kept.n}")
+        return (
+            f"{self.task.name}: clean top-1 accuracy {self.clean_accuracy:.2f}, corrupted {self.corrupted_accuracy:.2f} "
+            f"over {self.n_total} prompts; dropped {len(self.dropped)}; kept {self.kept.n}"
+        )
 
 
 def check_task(model, task: Task) -> TaskCheck:
@@ -168,7 +180,9 @@ def check_task(model, task: Task) -> TaskCheck:
     texts = task.clean_prompts or tuple(str(r.tolist()) for r in task.clean)
     dropped = tuple(texts[i] for i in range(task.n) if i not in keep)
     if not keep:
-        raise ValueError(f"the model fails every prompt of task '{task.name}' (clean accuracy {ok_clean.float().mean():.2f}); nothing to patch")
+        raise ValueError(
+            f"the model fails every prompt of task '{task.name}' (clean accuracy {ok_clean.float().mean():.2f}); nothing to patch"
+        )
     kept = task.subset(keep, note=f"dropped {len(dropped)} of {task.n} prompts the model fails") if dropped else task
     return TaskCheck(task, ok_clean.float().mean().item(), ok_corr.float().mean().item(), task.n, dropped, kept)
 
@@ -183,19 +197,77 @@ IOI_TEMPLATES = (
     "When {A} and {B} got to the house, {S} showed a photo to",
     "When {A} and {B} sat in the garden, {S} threw a ball to",
 )
-NAMES = ("Mary", "John", "Alice", "Bob", "James", "Sarah", "Tom", "Anna", "David", "Emma", "Michael", "Lisa",
-         "Paul", "Kate", "Mark", "Laura", "Peter", "Susan", "Daniel", "Rachel", "Jane", "Kevin", "Emily", "Jack")
+NAMES = (
+    "Mary",
+    "John",
+    "Alice",
+    "Bob",
+    "James",
+    "Sarah",
+    "Tom",
+    "Anna",
+    "David",
+    "Emma",
+    "Michael",
+    "Lisa",
+    "Paul",
+    "Kate",
+    "Mark",
+    "Laura",
+    "Peter",
+    "Susan",
+    "Daniel",
+    "Rachel",
+    "Jane",
+    "Kevin",
+    "Emily",
+    "Jack",
+)
 CAPITALS = {
-    "France": "Paris", "Japan": "Tokyo", "Germany": "Berlin", "Italy": "Rome", "Spain": "Madrid", "China": "Beijing",
-    "Russia": "Moscow", "Egypt": "Cairo", "England": "London", "Greece": "Athens", "Austria": "Vienna",
-    "Ireland": "Dublin", "Norway": "Oslo", "Poland": "Warsaw", "Kenya": "Nairobi", "Peru": "Lima",
-    "Canada": "Ottawa", "Portugal": "Lisbon", "Sweden": "Stockholm", "Cuba": "Havana", "Hungary": "Budapest",
+    "France": "Paris",
+    "Japan": "Tokyo",
+    "Germany": "Berlin",
+    "Italy": "Rome",
+    "Spain": "Madrid",
+    "China": "Beijing",
+    "Russia": "Moscow",
+    "Egypt": "Cairo",
+    "England": "London",
+    "Greece": "Athens",
+    "Austria": "Vienna",
+    "Ireland": "Dublin",
+    "Norway": "Oslo",
+    "Poland": "Warsaw",
+    "Kenya": "Nairobi",
+    "Peru": "Lima",
+    "Canada": "Ottawa",
+    "Portugal": "Lisbon",
+    "Sweden": "Stockholm",
+    "Cuba": "Havana",
+    "Hungary": "Budapest",
 }
 ANTONYMS = {
-    "hot": "cold", "up": "down", "big": "small", "fast": "slow", "happy": "sad", "good": "bad", "light": "dark",
-    "open": "closed", "high": "low", "left": "right", "black": "white", "rich": "poor", "hard": "soft",
-    "wet": "dry", "early": "late", "strong": "weak", "day": "night", "love": "hate", "true": "false",
-    "full": "empty", "old": "new",
+    "hot": "cold",
+    "up": "down",
+    "big": "small",
+    "fast": "slow",
+    "happy": "sad",
+    "good": "bad",
+    "light": "dark",
+    "open": "closed",
+    "high": "low",
+    "left": "right",
+    "black": "white",
+    "rich": "poor",
+    "hard": "soft",
+    "wet": "dry",
+    "early": "late",
+    "strong": "weak",
+    "day": "night",
+    "love": "hate",
+    "true": "false",
+    "full": "empty",
+    "old": "new",
 }
 
 
@@ -207,11 +279,11 @@ def single_token(tokenizer, word: str) -> int:
     return ids[0]
 
 
-def _single_token_words(tokenizer, words: Sequence[str]) -> List[str]:
+def _single_token_words(tokenizer, words: Sequence[str]) -> list[str]:
     return [w for w in words if len(tokenizer(" " + w, add_special_tokens=False)["input_ids"]) == 1]
 
 
-def _from_pairs(model, name: str, pairs: Sequence[Tuple[str, str, str, str]], notes: Tuple[str, ...] = ()) -> Task:
+def _from_pairs(model, name: str, pairs: Sequence[tuple[str, str, str, str]], notes: tuple[str, ...] = ()) -> Task:
     """``pairs`` = (clean prompt, corrupted prompt, clean answer, corrupted answer); answers carry
     their leading space. Keeps prompts of the most common token length (and says so)."""
     tok = model.tokenizer
@@ -233,9 +305,13 @@ def _from_pairs(model, name: str, pairs: Sequence[Tuple[str, str, str, str]], no
         notes = notes + (f"kept {len(kept)} of {len(pairs)} prompts with the common length {common} tokens",)
     return Task(
         name=name,
-        clean=torch.tensor([r[2] for r in kept]), corrupted=torch.tensor([r[3] for r in kept]),
-        correct=torch.tensor([r[4] for r in kept]), wrong=torch.tensor([r[5] for r in kept]),
-        clean_prompts=tuple(r[0] for r in kept), corrupted_prompts=tuple(r[1] for r in kept), notes=notes,
+        clean=torch.tensor([r[2] for r in kept]),
+        corrupted=torch.tensor([r[3] for r in kept]),
+        correct=torch.tensor([r[4] for r in kept]),
+        wrong=torch.tensor([r[5] for r in kept]),
+        clean_prompts=tuple(r[0] for r in kept),
+        corrupted_prompts=tuple(r[1] for r in kept),
+        notes=notes,
     )
 
 
@@ -260,7 +336,7 @@ def ioi_task(model, n: int = 16, *, seed: int = 0, templates: Sequence[str] = IO
     return _from_pairs(model, "ioi", pairs)
 
 
-def _distinct_pairs(items: Sequence, n: int, seed: int) -> List[tuple]:
+def _distinct_pairs(items: Sequence, n: int, seed: int) -> list[tuple]:
     """``n`` (clean item, corrupted item) pairs: clean items without repeats (cycling through a
     shuffled list when ``n`` exceeds it), each with a different random partner."""
     if not isinstance(n, int) or n < 1:
@@ -282,10 +358,16 @@ def capital_task(model, n: int = 16, *, seed: int = 0) -> Task:
     """Factual recall: "The capital of France is" → " Paris"; corrupted with another country
     ("The capital of Japan is" → " Tokyo"). Countries and capitals are single tokens."""
     tok = model.tokenizer
-    items = [(c, a) for c, a in CAPITALS.items()
-             if len(tok(" " + c, add_special_tokens=False)["input_ids"]) == 1 and len(tok(" " + a, add_special_tokens=False)["input_ids"]) == 1]
-    pairs = [(f"The capital of {c1} is", f"The capital of {c2} is", " " + a1, " " + a2)
-             for (c1, a1), (c2, a2) in _distinct_pairs(items, n, seed)]
+    items = [
+        (c, a)
+        for c, a in CAPITALS.items()
+        if len(tok(" " + c, add_special_tokens=False)["input_ids"]) == 1
+        and len(tok(" " + a, add_special_tokens=False)["input_ids"]) == 1
+    ]
+    pairs = [
+        (f"The capital of {c1} is", f"The capital of {c2} is", " " + a1, " " + a2)
+        for (c1, a1), (c2, a2) in _distinct_pairs(items, n, seed)
+    ]
     return _from_pairs(model, "capital", pairs)
 
 
@@ -296,12 +378,18 @@ def antonym_task(model, n: int = 16, *, seed: int = 0) -> Task:
     up is" is right for only 16 of the 21 words; this template for 20 of 21, measured.)"""
     tok = model.tokenizer
     shots = ("hot", "big")
-    items = [(w, a) for w, a in ANTONYMS.items()
-             if w not in shots
-             and len(tok(" " + w, add_special_tokens=False)["input_ids"]) == 1 and len(tok(" " + a, add_special_tokens=False)["input_ids"]) == 1]
+    items = [
+        (w, a)
+        for w, a in ANTONYMS.items()
+        if w not in shots
+        and len(tok(" " + w, add_special_tokens=False)["input_ids"]) == 1
+        and len(tok(" " + a, add_special_tokens=False)["input_ids"]) == 1
+    ]
     prefix = "Antonyms: " + ", ".join(f"{w} and {ANTONYMS[w]}" for w in shots) + ", "
-    pairs = [(f"{prefix}{w1} and", f"{prefix}{w2} and", " " + a1, " " + a2)
-             for (w1, a1), (w2, a2) in _distinct_pairs(items, n, seed)]
+    pairs = [
+        (f"{prefix}{w1} and", f"{prefix}{w2} and", " " + a1, " " + a2)
+        for (w1, a1), (w2, a2) in _distinct_pairs(items, n, seed)
+    ]
     return _from_pairs(model, "antonym", pairs)
 
 
@@ -329,7 +417,22 @@ def random_task(d_vocab: int, n: int = 4, seq_len: int = 6, *, seed: int = 0, na
 
 
 __all__ = [
-    "ANTONYMS", "CAPITALS", "IOI_TEMPLATES", "LogitDiffMetric", "NAMES", "TASKS", "Task", "TaskCheck", "antonym_task",
-    "build_task", "capital_task", "check_task", "ioi_task", "last_logits", "logit_diff", "make_metric", "random_task",
+    "ANTONYMS",
+    "CAPITALS",
+    "IOI_TEMPLATES",
+    "NAMES",
+    "TASKS",
+    "LogitDiffMetric",
+    "Task",
+    "TaskCheck",
+    "antonym_task",
+    "build_task",
+    "capital_task",
+    "check_task",
+    "ioi_task",
+    "last_logits",
+    "logit_diff",
+    "make_metric",
+    "random_task",
     "single_token",
 ]

@@ -1,7 +1,7 @@
 """``workbench sae ...``: train SAEs, score features, write dashboards, steer; ``workbench bench sae``."""
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -41,8 +41,13 @@ def _feature_table(df, title: str, n: int) -> Table:
     for col in ("feature", "S_out", "S_in", "max act", "logit-lens tokens"):
         t.add_column(col)
     for _, r in df.head(n).iterrows():
-        t.add_row(str(r["feature"]), f"{r['output_score']:.4f}", "—" if r["input_score"] != r["input_score"] else f"{r['input_score']:.2f}",
-                  f"{r['max_activation']:.2f}", " ".join(repr(x) for x in r["top_tokens"][:6]))
+        t.add_row(
+            str(r["feature"]),
+            f"{r['output_score']:.4f}",
+            "—" if r["input_score"] != r["input_score"] else f"{r['input_score']:.2f}",
+            f"{r['max_activation']:.2f}",
+            " ".join(repr(x) for x in r["top_tokens"][:6]),
+        )
     return t
 
 
@@ -51,7 +56,9 @@ def scores(
     sae: str = typer.Argument(..., help="local SAE name (see `workbench sae list`) or folder"),
     n_rows: int = typer.Option(256, help="held-out 128-token sequences for the top examples (input scores)"),
     batch_size: int = typer.Option(256, help="features per forward pass for the output scores"),
-    out: Optional[Path] = typer.Option(None, help="folder for scores.csv, logit lens and top examples (default: cache)"),
+    out: Optional[Path] = typer.Option(
+        None, help="folder for scores.csv, logit lens and top examples (default: cache)"
+    ),
     show: int = typer.Option(12, help="rows to print per table"),
 ) -> None:
     """Input and output scores of every feature (Arad, Mueller & Belinkov 2025)."""
@@ -65,7 +72,11 @@ def scores(
     path = save_scores(fs, out or _scores_dir(sae))
     t = fs.table
     console.print(_feature_table(t.sort_values("output_score", ascending=False), "highest output scores", show))
-    console.print(_feature_table(t[t["n_examples"] >= 10].sort_values("input_score", ascending=False), "highest input scores", show))
+    console.print(
+        _feature_table(
+            t[t["n_examples"] >= 10].sort_values("input_score", ascending=False), "highest input scores", show
+        )
+    )
     console.print(f"saved to {path}")
 
 
@@ -81,7 +92,7 @@ def _load_or_compute(model, sae_obj, sae: str, scores_dir: Optional[Path], n_row
     return fs
 
 
-def _parse_features(features: Optional[str], d_sae: int) -> List[int]:
+def _parse_features(features: Optional[str], d_sae: int) -> list[int]:
     if not features:
         return []
     try:
@@ -116,10 +127,14 @@ def dashboard(
         t = fs.table[fs.table["n_examples"] >= 10]
         if t.empty:
             t = fs.table[fs.table["n_examples"] >= 1]
-            console.print(f"[yellow]no feature has 10 top examples in these scores (n_rows too small?); "
-                          f"taking the highest output scores among the {len(t)} features that fired[/yellow]")
+            console.print(
+                f"[yellow]no feature has 10 top examples in these scores (n_rows too small?); "
+                f"taking the highest output scores among the {len(t)} features that fired[/yellow]"
+            )
         if t.empty:
-            raise typer.BadParameter(f"no feature fired on the corpus used for the scores in {scores_dir or _scores_dir(sae)}")
+            raise typer.BadParameter(
+                f"no feature fired on the corpus used for the scores in {scores_dir or _scores_dir(sae)}"
+            )
         feats = t.sort_values("output_score", ascending=False)["feature"].head(top).tolist()
     folder = out or Path("figures") / "dashboards" / Path(sae).name
     paths = write_dashboards(model, s, fs, feats, folder, name=Path(sae).name)
@@ -130,13 +145,19 @@ def dashboard(
 def steer(
     sae: str = typer.Argument(..., help="local SAE name or folder"),
     feature: int = typer.Argument(..., help="feature id"),
-    strength: List[float] = typer.Option([4.0], "--strength", "-s", help="s (× the feature's max activation); repeatable"),
+    strength: list[float] = typer.Option(
+        [4.0], "--strength", "-s", help="s (× the feature's max activation); repeatable"
+    ),
     prompt: str = typer.Option("I think that", help="prompt to continue"),
     tokens: int = typer.Option(24, help="new tokens"),
     temperature: float = typer.Option(0.0, help="0 = greedy"),
-    max_activation: Optional[float] = typer.Option(None, help="the feature's max activation (default: from saved scores)"),
+    max_activation: Optional[float] = typer.Option(
+        None, help="the feature's max activation (default: from saved scores)"
+    ),
     scores_dir: Optional[Path] = typer.Option(None, help="saved scores (default: cache, computed when missing)"),
-    clamp: bool = typer.Option(False, help="clamp the feature to s × max activation in the SAE basis instead of adding"),
+    clamp: bool = typer.Option(
+        False, help="clamp the feature to s × max activation in the SAE basis instead of adding"
+    ),
 ) -> None:
     """Steer with one feature on the last prompt token and every generated token; print the text."""
     from ..models import load_model
@@ -157,11 +178,15 @@ def steer(
     else:
         top = feature_logit_lens(model, s).top_tokens[feature]
     if max_activation <= 0:
-        console.print(f"[yellow]feature {feature} never fired on the corpus (max activation 0); pass --max-activation[/yellow]")
+        console.print(
+            f"[yellow]feature {feature} never fired on the corpus (max activation 0); pass --max-activation[/yellow]"
+        )
         raise typer.Exit(1)
     tok = model.tokenizer
-    console.print(f"feature {feature} at {sae_site(s)}: max activation {max_activation:.3g}; logit lens: "
-                  + " ".join(repr(tok.decode([t])) for t in top[:10].tolist()))
+    console.print(
+        f"feature {feature} at {sae_site(s)}: max activation {max_activation:.3g}; logit lens: "
+        + " ".join(repr(tok.decode([t])) for t in top[:10].tolist())
+    )
     t = Table(title=f"prompt: {prompt!r}")
     t.add_column("s")
     t.add_column("success")
@@ -182,7 +207,7 @@ def steer(
 
 @app.command()
 def replicate(
-    saes: Optional[List[str]] = typer.Argument(None, help="local SAE names (default: all local SAEs)"),
+    saes: Optional[list[str]] = typer.Argument(None, help="local SAE names (default: all local SAEs)"),
     small: bool = typer.Option(False, help="a few-minute budget"),
     n_scored: Optional[int] = typer.Option(None, help="output-score this many random features per SAE (default all)"),
     n_rows: int = typer.Option(256, help="held-out sequences for input scores"),
@@ -193,7 +218,9 @@ def replicate(
     strengths: str = typer.Option("2,4,8", help="comma-separated strengths s"),
     out: Path = typer.Option(Path("results/sae"), help="results folder (CSV/JSON)"),
     figures: Optional[Path] = typer.Option(None, help="figures folder (default figures/)"),
-    replot_only: bool = typer.Option(False, "--replot", help="only re-summarise the saved results in --out and redraw the figures"),
+    replot_only: bool = typer.Option(
+        False, "--replot", help="only re-summarise the saved results in --out and redraw the figures"
+    ),
 ) -> None:
     """Replicate the paper's findings: score scatter, layer trend, steering success (high vs random vs low)."""
     import json
@@ -202,7 +229,9 @@ def replicate(
         from .replication import replot
 
         if not (out / "replication.json").exists():
-            raise typer.BadParameter(f"no saved results in {out} (expected {out / 'replication.json'}); run without --replot first")
+            raise typer.BadParameter(
+                f"no saved results in {out} (expected {out / 'replication.json'}); run without --replot first"
+            )
         replot(out, figures)
         console.print(json.dumps(json.loads((out / "replication.json").read_text()).get("pooled", {}), indent=1))
         return
@@ -217,15 +246,27 @@ def replicate(
     if small:
         cfg = ReplicationConfig.small()
     else:
-        cfg = ReplicationConfig(n_rows=n_rows, n_scored=n_scored, n_steer=n_steer, n_prompts=n_prompts,
-                                filter_threshold=filter_threshold,
-                                max_new_tokens=tokens, strengths=tuple(float(x) for x in strengths.split(",")))
+        cfg = ReplicationConfig(
+            n_rows=n_rows,
+            n_scored=n_scored,
+            n_steer=n_steer,
+            n_prompts=n_prompts,
+            filter_threshold=filter_threshold,
+            max_new_tokens=tokens,
+            strengths=tuple(float(x) for x in strengths.split(",")),
+        )
     model = load_model()
     cache = None if cfg.n_scored is not None else _scores_dir("x").parent
-    res = run_replication(model, {n: load_sae(n) for n in names}, cfg, out_dir=out, figures_dir=figures,
-                          scores_cache=cache, log=console.print)
-    console.print(json.dumps({k: res[k] for k in ("pooled", "timing_seconds")},
-                             indent=1, default=float))
+    res = run_replication(
+        model,
+        {n: load_sae(n) for n in names},
+        cfg,
+        out_dir=out,
+        figures_dir=figures,
+        scores_cache=cache,
+        log=console.print,
+    )
+    console.print(json.dumps({k: res[k] for k in ("pooled", "timing_seconds")}, indent=1, default=float))
 
 
 def bench_command(
@@ -243,14 +284,20 @@ def bench_command(
 
     rows, info = run_sae_bench(sae, n_naive=n_naive, batch_size=batch_size, n_float64=n_float64, console=console)
     console.print(timing_table(rows, "bench sae (ratio < 1 = faster than the baseline)"))
-    console.print(f"speed-up {info['speedup']:.1f}× (goal ≥ 20×). The naive loop (one forward pass per feature) was timed "
-                  f"on {info['naive_subset']} features ({info['naive_subset_seconds']:.1f} s) and extrapolated per feature "
-                  f"to all {info['d_sae']} latents.")
-    console.print(f"scores on that subset, float32: max |Δ| {info['max_abs_diff']:.2e} (max relative {info['max_rel_diff']:.1e}), "
-                  f"{info['n_exactly_equal']}/{info['naive_subset']} bit-identical, allclose(rtol 1e-4) = {info['allclose_rtol1e-4']}")
+    console.print(
+        f"speed-up {info['speedup']:.1f}× (goal ≥ 20×). The naive loop (one forward pass per feature) was timed "
+        f"on {info['naive_subset']} features ({info['naive_subset_seconds']:.1f} s) and extrapolated per feature "
+        f"to all {info['d_sae']} latents."
+    )
+    console.print(
+        f"scores on that subset, float32: max |Δ| {info['max_abs_diff']:.2e} (max relative {info['max_rel_diff']:.1e}), "
+        f"{info['n_exactly_equal']}/{info['naive_subset']} bit-identical, allclose(rtol 1e-4) = {info['allclose_rtol1e-4']}"
+    )
     if "float64_features" in info:
-        console.print(f"float64 re-check: {info['float64_bit_identical']}/{info['float64_features']} scores bit-identical "
-                      f"(max |Δ| {info['float64_max_abs_diff']:.1e})")
+        console.print(
+            f"float64 re-check: {info['float64_bit_identical']}/{info['float64_features']} scores bit-identical "
+            f"(max |Δ| {info['float64_max_abs_diff']:.1e})"
+        )
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(info, indent=2))

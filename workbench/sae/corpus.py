@@ -43,9 +43,10 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 import torch
 
@@ -157,8 +158,22 @@ def fetch_vader(root: Path, version: str = "3.3.2") -> Path:
     if (target / "DONE").exists():
         return target
     with tempfile.TemporaryDirectory() as tmp:
-        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-              f"{VADER_PACKAGE}=={version}", "-d", tmp, "--quiet"], Path(tmp))
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                f"{VADER_PACKAGE}=={version}",
+                "-d",
+                tmp,
+                "--quiet",
+            ],
+            Path(tmp),
+        )
         (sdist,) = list(Path(tmp).glob("*.tar.gz"))
         with tarfile.open(sdist) as outer:
             inner_member = next(m for m in outer.getmembers() if m.name.endswith(VADER_INNER_TARBALL))
@@ -249,8 +264,9 @@ def _split_tokens(docs: list[Document], tokenizer, cfg: CorpusConfig, sep_id: in
     return seqs[perm], stats
 
 
-def build_corpus(tokenizer, cfg: CorpusConfig = CorpusConfig(), root: Optional[Path] = None,
-                 *, rebuild: bool = False) -> Corpus:
+def build_corpus(
+    tokenizer, cfg: CorpusConfig = CorpusConfig(), root: Optional[Path] = None, *, rebuild: bool = False
+) -> Corpus:
     """Build (or load from cache) the corpus for ``tokenizer``. ``root`` defaults to
     ``<workbench cache>/sae_corpus``; the downloaded sources live in ``root/sources``."""
     from safetensors.torch import load_file, save_file
@@ -272,9 +288,12 @@ def build_corpus(tokenizer, cfg: CorpusConfig = CorpusConfig(), root: Optional[P
     held_seqs, held_stats = _split_tokens(held, tokenizer, cfg, sep_id, random.Random(cfg.seed + 1))
     manifest = {
         "config": asdict(cfg),
-        "sources": {"sotu": f"npm {SOTU_PACKAGE}@{cfg.sotu_version} (package/data/*.json)",
-                    "vader": f"PyPI sdist {VADER_PACKAGE}=={cfg.vader_version} ({VADER_INNER_TARBALL}: "
-                             + ", ".join(VADER_FILES.values()) + ")"},
+        "sources": {
+            "sotu": f"npm {SOTU_PACKAGE}@{cfg.sotu_version} (package/data/*.json)",
+            "vader": f"PyPI sdist {VADER_PACKAGE}=={cfg.vader_version} ({VADER_INNER_TARBALL}: "
+            + ", ".join(VADER_FILES.values())
+            + ")",
+        },
         "separator": {"token": SEPARATOR_TOKEN, "id": sep_id},
         "train": {"sequences": int(train_seqs.shape[0]), "tokens": int(train_seqs.numel()), "by_source": train_stats},
         "heldout": {"sequences": int(held_seqs.shape[0]), "tokens": int(held_seqs.numel()), "by_source": held_stats},
@@ -303,8 +322,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     p.add_argument("--rebuild", action="store_true")
     a = p.parse_args(argv)
     tok = load_model().tokenizer
-    c = build_corpus(tok, CorpusConfig(seq_len=a.seq_len, heldout_fraction=a.heldout_fraction, seed=a.seed),
-                     rebuild=a.rebuild)
+    c = build_corpus(
+        tok, CorpusConfig(seq_len=a.seq_len, heldout_fraction=a.heldout_fraction, seed=a.seed), rebuild=a.rebuild
+    )
     print(json.dumps({k: c.manifest[k] for k in ("train", "heldout")}, indent=2))
     print(c.path)
 

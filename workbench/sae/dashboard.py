@@ -10,8 +10,9 @@ and one shared copy of plotly.js (so pages work offline).
 
 import html
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, List, Optional, Union
+from typing import Optional, Union
 
 import plotly.graph_objects as go
 
@@ -30,7 +31,9 @@ def _visible(text: str) -> str:
     return text.replace("\n", "↵").replace("\t", "⇥") if text.strip() else repr(text)[1:-1] or "∅"
 
 
-def logit_lens_figure(lens: LogitLens, feature: int, tokenizer=None, *, n_top: int = 15, n_bottom: int = 10) -> go.Figure:
+def logit_lens_figure(
+    lens: LogitLens, feature: int, tokenizer=None, *, n_top: int = 15, n_bottom: int = 10
+) -> go.Figure:
     """Horizontal bars: the feature's top-``n_top`` logit-lens tokens (logit of ``W_U · LN_f(d_i)``)
     and its ``n_bottom`` most suppressed tokens."""
     top_ids = lens.top_tokens[feature, :n_top].tolist()
@@ -39,12 +42,25 @@ def logit_lens_figure(lens: LogitLens, feature: int, tokenizer=None, *, n_top: i
     bot_vals = lens.bottom_logits[feature, :n_bottom].tolist()
     labels = [f"{_visible(_tok_str(tokenizer, t))!r} ({t})" for t in top_ids + bot_ids]
     colours = [PALETTE[0]] * len(top_ids) + [PALETTE[3]] * len(bot_ids)
-    fig = go.Figure(go.Bar(x=top_vals + bot_vals, y=labels, orientation="h", marker_color=colours,
-                           hovertemplate="%{y}<br>logit %{x:.2f}<extra></extra>"))
+    fig = go.Figure(
+        go.Bar(
+            x=top_vals + bot_vals,
+            y=labels,
+            orientation="h",
+            marker_color=colours,
+            hovertemplate="%{y}<br>logit %{x:.2f}<extra></extra>",
+        )
+    )
     fig.update_yaxes(autorange="reversed", tickfont=dict(family="monospace", size=11))
     fig.add_vline(x=0, line_color="#888", line_width=1)
-    return style(fig, title=f"Feature {feature}: logit lens (top {len(top_ids)}, bottom {len(bot_ids)})",
-                 x="logit of W_U · LN_f(d_i)", y="token", width=520, height=max(360, 22 * len(labels) + 120))
+    return style(
+        fig,
+        title=f"Feature {feature}: logit lens (top {len(top_ids)}, bottom {len(bot_ids)})",
+        x="logit of W_U · LN_f(d_i)",
+        y="token",
+        width=520,
+        height=max(360, 22 * len(labels) + 120),
+    )
 
 
 def activation_histogram_figure(examples: TopExamples, feature: int) -> go.Figure:
@@ -53,13 +69,26 @@ def activation_histogram_figure(examples: TopExamples, feature: int) -> go.Figur
     edges = examples.hist_edges.double()
     centres = (edges[:-1] * edges[1:]).sqrt()
     keep = counts > 0
-    fig = go.Figure(go.Bar(x=centres[keep].tolist(), y=counts[keep].tolist(), width=(edges[1:] - edges[:-1])[keep].tolist(),
-                           marker_color=PALETTE[2], hovertemplate="activation ≈ %{x:.3g}<br>%{y} tokens<extra></extra>"))
+    fig = go.Figure(
+        go.Bar(
+            x=centres[keep].tolist(),
+            y=counts[keep].tolist(),
+            width=(edges[1:] - edges[:-1])[keep].tolist(),
+            marker_color=PALETTE[2],
+            hovertemplate="activation ≈ %{x:.3g}<br>%{y} tokens<extra></extra>",
+        )
+    )
     fig.update_xaxes(type="log")
     n = int(examples.fire_count[feature])
     freq = n / max(examples.n_tokens, 1)
-    return style(fig, title=f"Feature {feature}: activations > 0 on {n:,} of {examples.n_tokens:,} tokens ({freq:.2%})",
-                 x="activation (log scale)", y="tokens", width=520, height=360)
+    return style(
+        fig,
+        title=f"Feature {feature}: activations > 0 on {n:,} of {examples.n_tokens:,} tokens ({freq:.2%})",
+        x="activation (log scale)",
+        y="tokens",
+        width=520,
+        height=360,
+    )
 
 
 def contexts_html(examples: TopExamples, feature: int, tokenizer=None, *, n: int = 20) -> str:
@@ -112,8 +141,16 @@ def _score(v) -> str:
     return "—" if math.isnan(v) else f"{v:.4g}"
 
 
-def feature_dashboard_html(model, sae, scores: FeatureScores, feature: int, *, name: Optional[str] = None,
-                           n_contexts: int = 20, plotly_js: str = "plotly.min.js") -> str:
+def feature_dashboard_html(
+    model,
+    sae,
+    scores: FeatureScores,
+    feature: int,
+    *,
+    name: Optional[str] = None,
+    n_contexts: int = 20,
+    plotly_js: str = "plotly.min.js",
+) -> str:
     """The HTML page of one feature (plotly.js loaded from ``plotly_js``, a path or URL)."""
     if scores.examples is None:
         raise ValueError("the dashboard needs top examples: compute scores with input scores (with_input=True)")
@@ -130,8 +167,16 @@ def feature_dashboard_html(model, sae, scores: FeatureScores, feature: int, *, n
         ("output score S_out", _score(row["output_score"])),
         ("input score S_in", _score(row["input_score"]) + f" (over {int(row['n_examples'])} top examples)"),
         ("max activation", _score(row["max_activation"])),
-        ("firing frequency", f"{float(row['fire_frequency']):.3%}" if not math.isnan(float(row["fire_frequency"])) else "—"),
-        ("logit-lens top tokens", html.escape(" ".join(repr(_visible(_tok_str(tok, t))) for t in scores.lens.top_tokens[feature, :10].tolist()))),
+        (
+            "firing frequency",
+            f"{float(row['fire_frequency']):.3%}" if not math.isnan(float(row["fire_frequency"])) else "—",
+        ),
+        (
+            "logit-lens top tokens",
+            html.escape(
+                " ".join(repr(_visible(_tok_str(tok, t))) for t in scores.lens.top_tokens[feature, :10].tolist())
+            ),
+        ),
     ]
     rows = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in facts)
     return f"""<!DOCTYPE html>
@@ -144,15 +189,23 @@ def feature_dashboard_html(model, sae, scores: FeatureScores, feature: int, *, n
 <table class="scores">{rows}</table>
 <div class="figs">{fig_html}</div>
 <h2>Top-activating contexts</h2>
-<p class="sub">Shading: activation / max activation ({_score(row['max_activation'])}); the outlined token is the context's max.
+<p class="sub">Shading: activation / max activation ({_score(row["max_activation"])}); the outlined token is the context's max.
 {ex.window_before} tokens before and {ex.window_after} after; ↵ is a newline.</p>
 {contexts_html(ex, feature, tok, n=n_contexts)}
 </body></html>
 """
 
 
-def write_dashboards(model, sae, scores: FeatureScores, features: Iterable[int], out_dir: Union[str, Path], *,
-                     name: Optional[str] = None, n_contexts: int = 20) -> List[Path]:
+def write_dashboards(
+    model,
+    sae,
+    scores: FeatureScores,
+    features: Iterable[int],
+    out_dir: Union[str, Path],
+    *,
+    name: Optional[str] = None,
+    n_contexts: int = 20,
+) -> list[Path]:
     """Write ``feature_{i}.html`` for each feature, an ``index.html`` table linking them, and one
     ``plotly.min.js``. Returns the page paths."""
     from plotly.offline import get_plotlyjs
@@ -175,14 +228,19 @@ def write_dashboards(model, sae, scores: FeatureScores, features: Iterable[int],
     for f in feats:
         r = scores.table.iloc[f]
         toks = html.escape(" ".join(repr(_visible(_tok_str(tok, t))) for t in scores.lens.top_tokens[f, :6].tolist()))
-        lines.append(f'<tr><td><a href="feature_{f}.html">{f}</a></td><td>{_score(r["output_score"])}</td>'
-                     f'<td>{_score(r["input_score"])}</td><td>{_score(r["max_activation"])}</td><td class="t">{toks}</td></tr>')
+        lines.append(
+            f'<tr><td><a href="feature_{f}.html">{f}</a></td><td>{_score(r["output_score"])}</td>'
+            f'<td>{_score(r["input_score"])}</td><td>{_score(r["max_activation"])}</td><td class="t">{toks}</td></tr>'
+        )
     label = html.escape(name or sae_label(sae))
-    (out / "index.html").write_text(f"""<!DOCTYPE html>
+    (out / "index.html").write_text(
+        f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{label} · features</title><style>{_CSS}
 td, th {{ padding: 3px 14px 3px 0; text-align: left; }} td.t {{ font-family: monospace; }}</style></head>
 <body><h1>{label}</h1><p class="sub">{len(feats)} feature dashboards</p>
 <table><tr><th>feature</th><th>S_out</th><th>S_in</th><th>max act.</th><th>logit-lens tokens</th></tr>
-{''.join(lines)}</table></body></html>
-""", encoding="utf-8")
+{"".join(lines)}</table></body></html>
+""",
+        encoding="utf-8",
+    )
     return paths

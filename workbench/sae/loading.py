@@ -12,7 +12,7 @@ Every loaded SAE is an ordinary SAELens ``SAE``; ``sae_site(sae)`` turns its hoo
 
 import os
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import Optional, Union
 
 from ..sites import Site
 
@@ -31,7 +31,7 @@ def saes_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "saes"
 
 
-def list_local_saes(directory: Union[str, Path, None] = None) -> List[str]:
+def list_local_saes(directory: Union[str, Path, None] = None) -> list[str]:
     """Names of the SAE folders (those holding a ``cfg.json``) under ``directory`` (default ``saes_dir()``)."""
     root = Path(directory) if directory is not None else saes_dir()
     if not root.is_dir():
@@ -89,7 +89,9 @@ def load_sae(
         sae = SAE.load_from_disk(path, device=device, dtype=dtype)
     else:
         if not isinstance(release, str) or not release or not isinstance(sae_id, str) or not sae_id:
-            raise ValueError(f"a pretrained SAE needs a release and an sae_id (non-empty strings), got release={release!r}, sae_id={sae_id!r}")
+            raise ValueError(
+                f"a pretrained SAE needs a release and an sae_id (non-empty strings), got release={release!r}, sae_id={sae_id!r}"
+            )
         local = ", ".join(list_local_saes()) or "none"
         if _offline():
             raise SAELoadError(
@@ -117,7 +119,9 @@ def sae_site(sae, model=None) -> Site:
     against ``model`` (layer in range, ``d_in == d_model``) when one is given."""
     hook = getattr(getattr(sae.cfg, "metadata", None), "hook_name", None)
     if not hook:
-        raise ValueError("this SAE's config has no metadata.hook_name, so its site is unknown; set sae.cfg.metadata.hook_name")
+        raise ValueError(
+            "this SAE's config has no metadata.hook_name, so its site is unknown; set sae.cfg.metadata.hook_name"
+        )
     site = Site.parse(hook, model)
     if model is not None and site.stream.startswith("resid") and sae.cfg.d_in != model.cfg.d_model:
         raise ValueError(f"SAE d_in={sae.cfg.d_in} does not match the model's d_model={model.cfg.d_model} at {site}")

@@ -108,8 +108,16 @@ def _sum(loss_per_token: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def evaluate_sae(model, sae, hook_name: str, tokens: torch.Tensor, *, batch_size: int = 16,
-                 skip_positions: int = 1, progress: bool = False) -> dict:
+def evaluate_sae(
+    model,
+    sae,
+    hook_name: str,
+    tokens: torch.Tensor,
+    *,
+    batch_size: int = 16,
+    skip_positions: int = 1,
+    progress: bool = False,
+) -> dict:
     """Evaluate ``sae`` at ``hook_name`` of ``model`` on token sequences ``[n_seq, seq_len]``.
 
     Returns ``fvu``, ``l0``, ``dead_share``, ``n_dead``, ``mse_per_token``, ``ce_clean``, ``ce_sae``,
@@ -140,8 +148,9 @@ def evaluate_sae(model, sae, hook_name: str, tokens: torch.Tensor, *, batch_size
             captured["x"] = act.detach().clone()
             return act
 
-        loss_clean = model.run_with_hooks(toks, return_type="loss", loss_per_token=True,
-                                          fwd_hooks=[(hook_name, capture)])
+        loss_clean = model.run_with_hooks(
+            toks, return_type="loss", loss_per_token=True, fwd_hooks=[(hook_name, capture)]
+        )
         x = captured["x"]
         x_hat, feats = _sae_apply(sae, x)
         x_patched = x.clone()
@@ -153,10 +162,15 @@ def evaluate_sae(model, sae, hook_name: str, tokens: torch.Tensor, *, batch_size
             loss_sae = model(x_patched, **kw)
             loss_zero = model(torch.zeros_like(x), **kw)
         else:
-            loss_sae = model.run_with_hooks(toks, return_type="loss", loss_per_token=True,
-                                            fwd_hooks=[(hook_name, lambda act, hook: x_patched)])
-            loss_zero = model.run_with_hooks(toks, return_type="loss", loss_per_token=True,
-                                             fwd_hooks=[(hook_name, lambda act, hook: torch.zeros_like(act))])
+            loss_sae = model.run_with_hooks(
+                toks, return_type="loss", loss_per_token=True, fwd_hooks=[(hook_name, lambda act, hook: x_patched)]
+            )
+            loss_zero = model.run_with_hooks(
+                toks,
+                return_type="loss",
+                loss_per_token=True,
+                fwd_hooks=[(hook_name, lambda act, hook: torch.zeros_like(act))],
+            )
         ce["clean"] += _sum(loss_clean)
         ce["sae"] += _sum(loss_sae)
         ce["zero"] += _sum(loss_zero)

@@ -25,9 +25,10 @@ feature, the edit applied by a registry steer. Both use the same edit
 """
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Optional, Union
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -73,8 +74,9 @@ def logit_lens_logits(model, directions: Float[Tensor, "n d_model"]) -> Float[Te
         return model.unembed(model.ln_final(h))[:, 0].float()
 
 
-def feature_logit_lens(model, sae, *, k: int = LOGIT_LENS_K, n_bottom: int = 10, chunk: int = 256,
-                       features: Optional[Sequence[int]] = None) -> LogitLens:
+def feature_logit_lens(
+    model, sae, *, k: int = LOGIT_LENS_K, n_bottom: int = 10, chunk: int = 256, features: Optional[Sequence[int]] = None
+) -> LogitLens:
     """The logit lens of every feature: ``p_i = softmax(W_U · LN_f(d_i))`` and its top-``k`` tokens.
 
     With ``features``, only those rows are computed (the unembedding of all features is the costly
@@ -161,11 +163,25 @@ class TopExamples:
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        tensors = {k: getattr(self, k).contiguous() for k in
-                   ("values", "example", "row", "position", "token", "fire_count", "hist_counts", "tokens", "hist_edges")}
+        tensors = {
+            k: getattr(self, k).contiguous()
+            for k in (
+                "values",
+                "example",
+                "row",
+                "position",
+                "token",
+                "fire_count",
+                "hist_counts",
+                "tokens",
+                "hist_edges",
+            )
+        }
         tensors["window"] = self.window.to(torch.float16).contiguous()
         save_file(tensors, str(path / "top_examples.safetensors"))
-        meta = {k: getattr(self, k) for k in ("n_tokens", "example_len", "skip_positions", "window_before", "window_after")}
+        meta = {
+            k: getattr(self, k) for k in ("n_tokens", "example_len", "skip_positions", "window_before", "window_after")
+        }
         (path / "top_examples.json").write_text(json.dumps(meta, indent=2))
         return path
 
@@ -202,7 +218,9 @@ class _TopKAccumulator:
         f = f.detach().float().cpu().clone()
         f[:, : self.skip] = 0
         if bool((f < 0).any()):
-            raise ValueError("SAE features must be non-negative (ReLU / TopK / JumpReLU SAEs) for top-example collection")
+            raise ValueError(
+                "SAE features must be non-negative (ReLU / TopK / JumpReLU SAEs) for top-example collection"
+            )
         nb = T // self.E
         # statistics over the counted positions
         self.n_tokens += B * (T - self.skip)
@@ -252,9 +270,22 @@ class _TopKAccumulator:
         for t in (self.example, self.row, self.position, self.token):
             t[empty] = -1
         self.window[empty] = float("nan")
-        return TopExamples(self.values, self.example, self.row, self.position, self.token, self.window,
-                           self.fire_count, self.hist, tokens.cpu(), self.n_tokens, self.E, self.skip,
-                           self.before, self.after)
+        return TopExamples(
+            self.values,
+            self.example,
+            self.row,
+            self.position,
+            self.token,
+            self.window,
+            self.fire_count,
+            self.hist,
+            tokens.cpu(),
+            self.n_tokens,
+            self.E,
+            self.skip,
+            self.before,
+            self.after,
+        )
 
 
 def collect_top_examples(
@@ -265,7 +296,7 @@ def collect_top_examples(
     k: int = N_TOP_EXAMPLES,
     example_len: Optional[int] = None,
     skip_positions: int = 1,
-    window: Tuple[int, int] = (15, 4),
+    window: tuple[int, int] = (15, 4),
     batch_size: int = 8,
     progress: bool = True,
 ):
@@ -283,7 +314,9 @@ def collect_top_examples(
         raise ValueError("no SAE given")
     tokens = torch.as_tensor(tokens)
     if tokens.ndim != 2 or tokens.is_floating_point() or tokens.shape[0] == 0:
-        raise ValueError(f"tokens must be a non-empty integer tensor [n_rows, T], got {tokens.dtype} {tuple(tokens.shape)}")
+        raise ValueError(
+            f"tokens must be a non-empty integer tensor [n_rows, T], got {tokens.dtype} {tuple(tokens.shape)}"
+        )
     T = tokens.shape[1]
     E = T if example_len is None else example_len
     if not isinstance(E, int) or E < 1 or T % E:
@@ -296,7 +329,7 @@ def collect_top_examples(
     if before < 0 or after < 0:
         raise ValueError(f"window must be two non-negative ints (before, after), got {window!r}")
     reg = HookRegistry(model)
-    probes: Dict[str, str] = {}
+    probes: dict[str, str] = {}
     for name, sae in sae_map.items():
         check_sae(sae)
         site = sae_site(sae, model)
@@ -305,7 +338,9 @@ def collect_top_examples(
             reg.probe(probe, site)
         probes[name] = probe
     accs = {name: _TopKAccumulator(sae.cfg.d_sae, k, before, after, E, skip_positions) for name, sae in sae_map.items()}
-    bar = tqdm(total=tokens.numel(), desc="top examples", unit="tok", unit_scale=True, disable=not progress, leave=False)
+    bar = tqdm(
+        total=tokens.numel(), desc="top examples", unit="tok", unit_scale=True, disable=not progress, leave=False
+    )
     with torch.no_grad():
         for start in range(0, tokens.shape[0], batch_size):
             chunk = tokens[start : start + batch_size]
@@ -334,8 +369,10 @@ def input_scores(
     (columns sorted by activation, descending) whose max-activating token is in ``T_i``; NaN for
     features with fewer than ``min_examples`` examples."""
     if max_tokens.shape != valid.shape or max_tokens.shape[0] != lens_top_tokens.shape[0]:
-        raise ValueError(f"shapes disagree: max_tokens {tuple(max_tokens.shape)}, valid {tuple(valid.shape)}, "
-                         f"lens_top_tokens {tuple(lens_top_tokens.shape)}")
+        raise ValueError(
+            f"shapes disagree: max_tokens {tuple(max_tokens.shape)}, valid {tuple(valid.shape)}, "
+            f"lens_top_tokens {tuple(lens_top_tokens.shape)}"
+        )
     use = valid & (valid.long().cumsum(1) <= n_examples)
     hit = (max_tokens[:, :, None] == lens_top_tokens[:, None, :]).any(-1) & use
     n = use.sum(1)
@@ -351,11 +388,15 @@ def input_scores_from_examples(examples: TopExamples, lens: LogitLens, **kwargs)
 # ----------------------------------------------------------------------------- output score
 
 
-def output_score_from_logits(logits: Float[Tensor, "batch d_vocab"], top_tokens: Int[Tensor, "batch k"]) -> Float[Tensor, " batch"]:
+def output_score_from_logits(
+    logits: Float[Tensor, "batch d_vocab"], top_tokens: Int[Tensor, "batch k"]
+) -> Float[Tensor, " batch"]:
     """``S_out = (1 − r/|V|) · max_{t∈T} q(t)`` with ``q = softmax(logits)`` and
     ``r = min_{t∈T} rank_q(t)`` = the number of tokens more probable than the best token of ``T``."""
     if logits.ndim != 2 or top_tokens.ndim != 2 or logits.shape[0] != top_tokens.shape[0]:
-        raise ValueError(f"need logits [batch, vocab] and top_tokens [batch, k], got {tuple(logits.shape)} and {tuple(top_tokens.shape)}")
+        raise ValueError(
+            f"need logits [batch, vocab] and top_tokens [batch, k], got {tuple(logits.shape)} and {tuple(top_tokens.shape)}"
+        )
     q = logits.float().softmax(-1)
     q_best = q.gather(1, top_tokens.to(q.device)).max(1).values
     rank = (q > q_best[:, None]).sum(1)
@@ -386,8 +427,10 @@ def _lens_tokens(model, sae, lens: Optional[LogitLens], k: int, idx: Tensor) -> 
     top = (lens if lens is not None else feature_logit_lens(model, sae, k=k, features=idx)).top_tokens
     missing = idx[(top[idx] < 0).any(1)]
     if missing.numel():
-        raise ValueError(f"the logit lens was not computed for features {missing[:8].tolist()}...; "
-                         "pass a lens computed for them (feature_logit_lens(..., features=...))")
+        raise ValueError(
+            f"the logit lens was not computed for features {missing[:8].tolist()}...; "
+            "pass a lens computed for them (feature_logit_lens(..., features=...))"
+        )
     return top
 
 
@@ -397,11 +440,18 @@ def _prefix_kv_cache(model, prefix_tokens: Tensor):
 
     cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, 1)
     with torch.no_grad():
-        model(prefix_tokens, attention_mask=torch.ones_like(prefix_tokens), past_kv_cache=cache, stop_at_layer=model.cfg.n_layers)
+        model(
+            prefix_tokens,
+            attention_mask=torch.ones_like(prefix_tokens),
+            past_kv_cache=cache,
+            stop_at_layer=model.cfg.n_layers,
+        )
     return cache
 
 
-def last_position_logits(model, last_resid: Float[Tensor, "batch d_model"], start_at_layer: int, prefix_cache=None) -> Float[Tensor, "batch d_vocab"]:
+def last_position_logits(
+    model, last_resid: Float[Tensor, "batch d_model"], start_at_layer: int, prefix_cache=None
+) -> Float[Tensor, "batch d_vocab"]:
     """Logits at the last prompt position when its residual entering block ``start_at_layer`` is
     ``last_resid`` (one row per batch element) and the earlier positions are unchanged.
 
@@ -416,9 +466,15 @@ def last_position_logits(model, last_resid: Float[Tensor, "batch d_model"], star
     if start_at_layer < model.cfg.n_layers:
         cache = None
         if prefix_cache is not None:
-            entries = [TransformerLensKeyValueCacheEntry(e.past_keys.expand(B, -1, -1, -1), e.past_values.expand(B, -1, -1, -1), frozen=True)
-                       for e in prefix_cache.entries]
-            cache = TransformerLensKeyValueCache(entries, prefix_cache.previous_attention_mask.expand(B, -1), frozen=True)
+            entries = [
+                TransformerLensKeyValueCacheEntry(
+                    e.past_keys.expand(B, -1, -1, -1), e.past_values.expand(B, -1, -1, -1), frozen=True
+                )
+                for e in prefix_cache.entries
+            ]
+            cache = TransformerLensKeyValueCache(
+                entries, prefix_cache.previous_attention_mask.expand(B, -1), frozen=True
+            )
         resid = model(resid, start_at_layer=start_at_layer, stop_at_layer=model.cfg.n_layers, past_kv_cache=cache)
     return model.unembed(model.ln_final(resid))[:, -1]
 
@@ -518,7 +574,7 @@ def output_scores_naive(
 # ----------------------------------------------------------------------------- tables and selection
 
 
-def _token_strings(model, ids: Tensor) -> List[str]:
+def _token_strings(model, ids: Tensor) -> list[str]:
     tok = getattr(model, "tokenizer", None)
     ids = [int(i) for i in ids if int(i) >= 0]
     if tok is None:
@@ -545,14 +601,16 @@ def score_table(
     nan = torch.full((d_sae,), float("nan"))
     if input is None and examples is not None:
         input = input_scores_from_examples(examples, lens)
-    df = pd.DataFrame({
-        "feature": range(d_sae),
-        "output_score": (output if output is not None else nan).numpy(),
-        "input_score": (input if input is not None else nan).numpy(),
-        "n_examples": (examples.n_examples.numpy() if examples is not None else [-1] * d_sae),
-        "max_activation": (examples.max_activation.numpy() if examples is not None else nan.numpy()),
-        "fire_frequency": (examples.fire_frequency.numpy() if examples is not None else nan.numpy()),
-    })
+    df = pd.DataFrame(
+        {
+            "feature": range(d_sae),
+            "output_score": (output if output is not None else nan).numpy(),
+            "input_score": (input if input is not None else nan).numpy(),
+            "n_examples": (examples.n_examples.numpy() if examples is not None else [-1] * d_sae),
+            "max_activation": (examples.max_activation.numpy() if examples is not None else nan.numpy()),
+            "fire_frequency": (examples.fire_frequency.numpy() if examples is not None else nan.numpy()),
+        }
+    )
     df["top_tokens"] = [_token_strings(model, row[:n_show]) for row in lens.top_tokens]
     df["top_token_ids"] = [[t for t in row.tolist() if t >= 0] for row in lens.top_tokens]
     return df
@@ -578,7 +636,11 @@ def select_features(
     (from ``corpus_tokens``, default the held-out corpus)."""
     import pandas as pd
 
-    for name, v in (("min_output_score", min_output_score), ("min_input_score", min_input_score), ("max_input_score", max_input_score)):
+    for name, v in (
+        ("min_output_score", min_output_score),
+        ("min_input_score", min_input_score),
+        ("max_input_score", max_input_score),
+    ):
         if v is not None and not (isinstance(v, (int, float)) and 0 <= v <= 1):
             raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
     if top_n is not None and (not isinstance(top_n, int) or top_n < 1):
@@ -586,7 +648,9 @@ def select_features(
     if sort_by not in ("output_score", "input_score", "max_activation", "feature"):
         raise ValueError(f"sort_by must be output_score, input_score, max_activation or feature, got {sort_by!r}")
     if scores is None:
-        need_input = min_input_score is not None or max_input_score is not None or sort_by in ("input_score", "max_activation")
+        need_input = (
+            min_input_score is not None or max_input_score is not None or sort_by in ("input_score", "max_activation")
+        )
         scores = feature_scores(model, sae, corpus_tokens=corpus_tokens, with_input=need_input, progress=False)
     if isinstance(scores, FeatureScores):
         scores = scores.table
@@ -671,8 +735,13 @@ def save_scores(scores: FeatureScores, path: Union[str, Path]) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     _table_for_csv(scores.table).to_csv(path / "scores.csv", index=False)
-    save_file({k: getattr(scores.lens, k).contiguous() for k in ("top_tokens", "top_probs", "top_logits", "bottom_tokens", "bottom_logits")},
-              str(path / "logit_lens.safetensors"))
+    save_file(
+        {
+            k: getattr(scores.lens, k).contiguous()
+            for k in ("top_tokens", "top_probs", "top_logits", "bottom_tokens", "bottom_logits")
+        },
+        str(path / "logit_lens.safetensors"),
+    )
     if scores.examples is not None:
         scores.examples.save(path)
     return path

