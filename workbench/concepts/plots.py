@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..figures import PALETTE, style
+from ..plots.style import PALETTE, style
 
 METHOD_LABELS = {
     "logistic": "Logistic CAV + GCAV",

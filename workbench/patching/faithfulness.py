@@ -15,7 +15,7 @@ import torch
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from ..figures import DIVERGING, PALETTE, style
+from ..plots.style import DIVERGING, PALETTE, style
 from .activation import activation_patch
 from .attribution import RelPRules, attribution_patch
 from .tasks import LogitDiffMetric, Task

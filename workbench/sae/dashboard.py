@@ -16,7 +16,7 @@ from typing import Optional, Union
 
 import plotly.graph_objects as go
 
-from ..figures import PALETTE, style
+from ..plots.style import PALETTE, style
 from .loading import sae_label
 from .scores import FeatureScores, LogitLens, TopExamples
 

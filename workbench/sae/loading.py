@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Optional, Union
 
+from .. import paths
 from ..sites import Site
 
 SAES_ENV = "WORKBENCH_SAES"
@@ -25,10 +26,8 @@ class SAELoadError(RuntimeError):
 
 
 def saes_dir() -> Path:
-    """Where local SAEs live: ``$WORKBENCH_SAES``, else the repository's ``saes/`` folder."""
-    if os.environ.get(SAES_ENV):
-        return Path(os.environ[SAES_ENV]).expanduser()
-    return Path(__file__).resolve().parents[2] / "saes"
+    """Where local SAEs live: ``$WORKBENCH_SAES``, else the package data ``workbench.saes``."""
+    return paths.saes_dir()
 
 
 def list_local_saes(directory: Union[str, Path, None] = None) -> list[str]:

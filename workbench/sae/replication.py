@@ -35,7 +35,7 @@ from jaxtyping import Bool, Int
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from ..figures import PALETTE, style
+from ..plots.style import PALETTE, style
 from ..registry import HookRegistry
 from .loading import sae_site
 from .scores import (
@@ -546,7 +546,7 @@ def run_replication(
     JSON under ``out_dir`` and figures ``sae_scores_scatter``, ``sae_scores_by_layer`` and
     ``sae_steering`` when ``save``; with ``scores_cache``, each SAE's scores and top examples too
     (:func:`~workbench.sae.scores.save_scores`). Returns the summary dict (plus ``figures`` and ``scores``)."""
-    from ..figures import save_figure
+    from ..experiments.export import save_figure
 
     t_start = time.time()
     scored = score_saes(model, saes, cfg, progress=progress, log=log)
@@ -630,7 +630,7 @@ def replot(
     """Rebuild the three replication figures from the CSV / JSON that :func:`run_replication` wrote;
     when ``steering_rows.csv`` is there, the steering summary, ratios and pooled numbers in
     ``replication.json`` / ``steering_summary.csv`` are recomputed from it first."""
-    from ..figures import save_figure
+    from ..experiments.export import save_figure
 
     out_dir = Path(out_dir)
     summary = json.loads((out_dir / "replication.json").read_text())

@@ -1,4 +1,4 @@
-"""Figure helpers: a shared paper-ready plotly style and ``save_figure``.
+"""Writing figures: ``save_figure`` (HTML + PNG + SVG) and one shared headless browser for static export.
 
 Every figure function in workbench returns a ``plotly.graph_objects.Figure`` and never shows it;
 ``save_figure`` writes interactive HTML plus static PNG and SVG (via kaleido, driving a headless
@@ -14,40 +14,7 @@ from typing import Optional, Union
 
 import plotly.graph_objects as go
 import plotly.io as pio
-
-FIGURES_DIR = Path(os.environ.get("WORKBENCH_FIGURES", "figures"))
-FONT = dict(family="Helvetica, Arial, sans-serif", size=13, color="#222")
-# Colour-blind-safe qualitative palette (Okabe & Ito).
-PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
-DIVERGING = "RdBu_r"
-
-
-def style(
-    fig: go.Figure,
-    *,
-    title: Optional[str] = None,
-    x: Optional[str] = None,
-    y: Optional[str] = None,
-    width: int = 760,
-    height: int = 460,
-) -> go.Figure:
-    """Apply the workbench paper style: white background, readable fonts, labelled axes."""
-    fig.update_layout(
-        template="simple_white",
-        font=FONT,
-        width=width,
-        height=height,
-        margin=dict(l=70, r=30, t=70 if title else 30, b=60),
-        colorway=PALETTE,
-        legend=dict(bgcolor="rgba(255,255,255,0.8)"),
-    )
-    if title is not None:
-        fig.update_layout(title=dict(text=title, x=0.02, xanchor="left"))
-    if x is not None:
-        fig.update_xaxes(title_text=x)
-    if y is not None:
-        fig.update_yaxes(title_text=y)
-    return fig
+from workbench.paths import figures_dir
 
 
 def chromium_path() -> Optional[str]:
@@ -87,7 +54,7 @@ def save_figure(
     unknown = set(formats) - {"html", "png", "svg", "pdf", "json"}
     if unknown:
         raise ValueError(f"unknown figure formats {sorted(unknown)}; use html, png, svg, pdf or json")
-    out_dir = Path(directory) if directory is not None else FIGURES_DIR
+    out_dir = figures_dir(directory)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
     for fmt in formats:

@@ -2,9 +2,9 @@
 
 import pytest
 
-from workbench.figures import chromium_path
-from workbench.gallery import rendered_in_browser
-from workbench.tour import STEP_NAMES, TourConfig, run_tour
+from workbench.experiments.export import chromium_path
+from workbench.experiments.gallery import rendered_in_browser
+from workbench.experiments.tour import STEP_NAMES, TourConfig, run_tour
 
 
 @pytest.mark.embedded

@@ -9,7 +9,7 @@
 
 import torch
 
-from . import Timing, median_time, timing_table
+from workbench.experiments.bench import Timing, median_time, timing_table
 
 PROMPTS = [
     "The history of the city begins in the",
@@ -20,10 +20,10 @@ PROMPTS = [
 
 
 def run_registry_bench(repeats: int = 3, new_tokens: int = 32) -> list[Timing]:
-    from ..edits import AddVector
-    from ..models import load_hf_embedded, load_model
-    from ..registry import HookRegistry
-    from ..tokens import tokenize
+    from workbench.edits import AddVector
+    from workbench.models import load_hf_embedded, load_model
+    from workbench.registry import HookRegistry
+    from workbench.tokens import tokenize
 
     model = load_model()
     hf, hf_tok = load_hf_embedded()

@@ -43,14 +43,14 @@ def fit(
     """Sweep logistic probes over layers (held-out accuracy), then fit and save all six vectors."""
     import pandas as pd
 
-    from ..figures import save_figure
-    from ..models import load_model
-    from ..sites import Site
-    from .bakeoff import pool_activations
-    from .data import load_concept
-    from .extract import extract
-    from .plots import layer_accuracy_figure
-    from .vectors import METHODS, best_layer, fit_vector, layer_sweep
+    from workbench.concepts.bakeoff import pool_activations
+    from workbench.concepts.data import load_concept
+    from workbench.concepts.extract import extract
+    from workbench.concepts.plots import layer_accuracy_figure
+    from workbench.concepts.vectors import METHODS, best_layer, fit_vector, layer_sweep
+    from workbench.experiments.export import save_figure
+    from workbench.models import load_model
+    from workbench.sites import Site
 
     model = load_model()
     layer_list = _parse_layers(layers, model.cfg.n_layers)
@@ -111,12 +111,12 @@ def steer(
     positions: str = typer.Option("all", help="positions to steer: all | prompt | generated | last"),
 ) -> None:
     """Print unsteered and steered completions side by side, with the independent judge's verdict."""
-    from ..models import load_model
-    from ..registry import HookRegistry
-    from .evaluate import NEUTRAL_PROMPTS
-    from .judges import JUDGES
-    from .steering import steering_edit
-    from .vectors import ConceptVector
+    from workbench.concepts.evaluate import NEUTRAL_PROMPTS
+    from workbench.concepts.judges import JUDGES
+    from workbench.concepts.steering import steering_edit
+    from workbench.concepts.vectors import ConceptVector
+    from workbench.models import load_model
+    from workbench.registry import HookRegistry
 
     if toward not in ("positive", "negative"):
         raise typer.BadParameter(f"toward must be 'positive' or 'negative', got {toward!r}")
@@ -157,8 +157,8 @@ def compare(
     out: Path = typer.Option(Path("figures"), help="directory for the table, summary and figures"),
 ) -> None:
     """The bake-off: every method on the same concept, layer, prompts and grid; writes figures/ and CSV."""
-    from ..models import load_model
-    from .bakeoff import BakeoffConfig, run_bakeoff, save_bakeoff
+    from workbench.concepts.bakeoff import BakeoffConfig, run_bakeoff, save_bakeoff
+    from workbench.models import load_model
 
     over = {"concept": concept, "layer": layer}
     if grid:
@@ -213,7 +213,7 @@ def bench_command(
     bakeoff_budget: str = typer.Option("small", help="bake-off budget to time: 'small' or 'full'"),
 ) -> None:
     """Extraction tokens/s against a bare forward pass on the same texts; wall time of the bake-off."""
-    from ..bench.concepts import print_results, run_concepts_bench
+    from workbench.experiments.bench.concepts import print_results, run_concepts_bench
 
     print_results(
         run_concepts_bench(n_texts=n_texts, layer=layer, repeats=repeats, bakeoff_budget=bakeoff_budget), console

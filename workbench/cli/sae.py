@@ -12,7 +12,7 @@ console = Console()
 
 
 def _scores_dir(name: str) -> Path:
-    from ..models import cache_dir
+    from workbench.models import cache_dir
 
     return cache_dir() / "sae_scores" / Path(name).name
 
@@ -20,7 +20,7 @@ def _scores_dir(name: str) -> Path:
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)
 def train(ctx: typer.Context) -> None:
     """Train TopK SAEs (all flags go to ``python -m workbench.sae.train``; try ``--help``)."""
-    from .train import main
+    from workbench.sae.train import main
 
     main(list(ctx.args))
 
@@ -28,7 +28,7 @@ def train(ctx: typer.Context) -> None:
 @app.command("list")
 def list_saes() -> None:
     """List the local SAEs (``saes/``)."""
-    from .loading import list_local_saes, saes_dir
+    from workbench.sae.loading import list_local_saes, saes_dir
 
     names = list_local_saes()
     console.print(f"{len(names)} SAEs in {saes_dir()}")
@@ -62,9 +62,9 @@ def scores(
     show: int = typer.Option(12, help="rows to print per table"),
 ) -> None:
     """Input and output scores of every feature (Arad, Mueller & Belinkov 2025)."""
-    from ..models import load_model
-    from .loading import load_sae
-    from .scores import feature_scores, save_scores
+    from workbench.models import load_model
+    from workbench.sae.loading import load_sae
+    from workbench.sae.scores import feature_scores, save_scores
 
     model = load_model()
     s = load_sae(sae)
@@ -81,7 +81,7 @@ def scores(
 
 
 def _load_or_compute(model, sae_obj, sae: str, scores_dir: Optional[Path], n_rows: int):
-    from .scores import feature_scores, load_scores, save_scores
+    from workbench.sae.scores import feature_scores, load_scores, save_scores
 
     path = scores_dir or _scores_dir(sae)
     if (path / "scores.csv").exists() and (path / "top_examples.safetensors").exists():
@@ -115,9 +115,9 @@ def dashboard(
     n_rows: int = typer.Option(256, help="held-out sequences when scores must be computed"),
 ) -> None:
     """HTML dashboards: top contexts, activation histogram, logit lens, input and output scores."""
-    from ..models import load_model
-    from .dashboard import write_dashboards
-    from .loading import load_sae
+    from workbench.models import load_model
+    from workbench.sae.dashboard import write_dashboards
+    from workbench.sae.loading import load_sae
 
     model = load_model()
     s = load_sae(sae)
@@ -160,12 +160,12 @@ def steer(
     ),
 ) -> None:
     """Steer with one feature on the last prompt token and every generated token; print the text."""
-    from ..models import load_model
-    from ..registry import HookRegistry
-    from .loading import load_sae, sae_site
-    from .replication import generation_success
-    from .scores import feature_logit_lens
-    from .steering import ClampFeature, steer_feature
+    from workbench.models import load_model
+    from workbench.registry import HookRegistry
+    from workbench.sae.loading import load_sae, sae_site
+    from workbench.sae.replication import generation_success
+    from workbench.sae.scores import feature_logit_lens
+    from workbench.sae.steering import ClampFeature, steer_feature
 
     model = load_model()
     s = load_sae(sae)
@@ -226,7 +226,7 @@ def replicate(
     import json
 
     if replot_only:
-        from .replication import replot
+        from workbench.sae.replication import replot
 
         if not (out / "replication.json").exists():
             raise typer.BadParameter(
@@ -236,9 +236,9 @@ def replicate(
         console.print(json.dumps(json.loads((out / "replication.json").read_text()).get("pooled", {}), indent=1))
         return
 
-    from ..models import load_model
-    from .loading import list_local_saes, load_sae
-    from .replication import ReplicationConfig, run_replication
+    from workbench.models import load_model
+    from workbench.sae.loading import list_local_saes, load_sae
+    from workbench.sae.replication import ReplicationConfig, run_replication
 
     names = saes or list_local_saes()
     if not names:
@@ -279,8 +279,8 @@ def bench_command(
     """Output scores of every latent of one SAE: batched vs one forward pass per feature."""
     import json
 
-    from ..bench import timing_table
-    from ..bench.sae import run_sae_bench
+    from workbench.experiments.bench import timing_table
+    from workbench.experiments.bench.sae import run_sae_bench
 
     rows, info = run_sae_bench(sae, n_naive=n_naive, batch_size=batch_size, n_float64=n_float64, console=console)
     console.print(timing_table(rows, "bench sae (ratio < 1 = faster than the baseline)"))

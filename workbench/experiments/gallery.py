@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .figures import FIGURES_DIR, chromium_path
+from workbench.experiments.export import chromium_path
+from workbench.paths import figures_dir
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def write_gallery(
     """Write ``index.html`` (and ``gallery.json``, the same entries as data) into ``directory``."""
     if not entries:
         raise ValueError("the gallery needs at least one figure entry")
-    directory = Path(directory) if directory is not None else FIGURES_DIR
+    directory = figures_dir(directory)
     directory.mkdir(parents=True, exist_ok=True)
     page = _PAGE.format(subtitle=html.escape(subtitle), figures="\n".join(_figure_html(e, directory) for e in entries))
     out = directory / "index.html"

@@ -1,6 +1,6 @@
 from typer.testing import CliRunner
 
-from workbench.concepts.cli import _parse_layers, app
+from workbench.cli.concepts import _parse_layers, app
 
 runner = CliRunner()
 

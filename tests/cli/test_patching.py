@@ -2,8 +2,8 @@
 
 from typer.testing import CliRunner
 
-from workbench.cli import app, bench_app
-from workbench.patching import cli as patching_cli
+from workbench.cli.main import app, bench_app
+from workbench.cli import patching as patching_cli
 
 
 def test_commands_are_exposed_and_listed():

@@ -38,11 +38,11 @@ def lens(
     figures: Optional[str] = typer.Option(None, help="figure directory (default: figures/)"),
 ) -> None:
     """Logit lens (and tuned lens) of a prompt: top token per layer, target probabilities, figures."""
-    from ..edits import AddVector
-    from ..figures import save_figure
-    from ..lens import TunedLens, default_tuned_lens_path, lens_heatmap, logit_lens, target_curve, target_ids
-    from ..models import chat_prompt, load_model
-    from ..registry import HookRegistry
+    from workbench.edits import AddVector
+    from workbench.experiments.export import save_figure
+    from workbench.lens import TunedLens, default_tuned_lens_path, lens_heatmap, logit_lens, target_curve, target_ids
+    from workbench.models import chat_prompt, load_model
+    from workbench.registry import HookRegistry
 
     model = load_model()
     text = chat_prompt(model, prompt) if chat else prompt
@@ -50,7 +50,7 @@ def lens(
     res = logit_lens(model, text, k=k, targets=targets)
     runs = {"logit lens": res}
     if train_tuned:
-        from .. import lens as lens_mod
+        from workbench import lens as lens_mod
 
         if tuned_seconds <= 0 or tuned_sequences < 4:
             raise typer.BadParameter(
@@ -116,11 +116,17 @@ def patch(
 ) -> None:
     """Activation patching, AtP and RelP on a task; with --method all, their Pearson correlations
     with activation patching per component, scatter figures and grids."""
-    from ..figures import save_figure
-    from ..models import load_model
-    from .activation import STREAMS, activation_patch
-    from .faithfulness import METHODS, grid_heatmap, grids_figure, measure_faithfulness, scatter_figure
-    from .tasks import build_task, check_task, make_metric
+    from workbench.experiments.export import save_figure
+    from workbench.models import load_model
+    from workbench.patching.activation import STREAMS, activation_patch
+    from workbench.patching.faithfulness import (
+        METHODS,
+        grid_heatmap,
+        grids_figure,
+        measure_faithfulness,
+        scatter_figure,
+    )
+    from workbench.patching.tasks import build_task, check_task, make_metric
 
     if method not in METHOD_CHOICES:
         raise typer.BadParameter(f"--method must be one of {', '.join(METHOD_CHOICES)}, got {method!r}")
@@ -160,7 +166,7 @@ def patch(
                 )
         return
     if method in ("atp", "relp"):
-        from .attribution import attribution_patch
+        from workbench.patching.attribution import attribution_patch
 
         grids = attribution_patch(model, t.clean, t.corrupted, metric, stream_list, rules=METHODS[method])
         for s, g in grids.items():
@@ -224,8 +230,8 @@ def bench_command(
 ) -> None:
     """Our activation-patching grid vs TransformerLens' get_act_patch_resid_pre; AtP and RelP vs the
     full activation-patching sweep (resid_pre + attn_out + mlp_out)."""
-    from ..bench import timing_table
-    from ..bench.patching import run_patching_bench
+    from workbench.experiments.bench import timing_table
+    from workbench.experiments.bench.patching import run_patching_bench
 
     rows = run_patching_bench(task=task, n=n, repeats=repeats, console=console)
     console.print(timing_table(rows, "bench patching (ratio < 1 = faster than the baseline)"))

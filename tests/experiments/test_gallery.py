@@ -3,8 +3,9 @@
 import plotly.graph_objects as go
 import pytest
 
-from workbench.figures import chromium_path, save_figure, style
-from workbench.gallery import GalleryEntry, rendered_in_browser, write_gallery
+from workbench.experiments.export import chromium_path, save_figure
+from workbench.experiments.gallery import GalleryEntry, rendered_in_browser, write_gallery
+from workbench.plots.style import style
 
 
 @pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (make test installs it)")

@@ -13,16 +13,16 @@ the same run, on the embedded model.
 
 import torch
 
-from . import Timing, median_time
+from workbench.experiments.bench import Timing, median_time
 
 
 def run_patching_bench(task: str = "capital", n: int = 4, repeats: int = 1, console=None) -> list[Timing]:
     import transformer_lens.patching as tlp
 
-    from ..models import load_model
-    from ..patching.activation import activation_patch
-    from ..patching.attribution import RelPRules, attribution_patch
-    from ..patching.tasks import build_task, check_task, make_metric
+    from workbench.models import load_model
+    from workbench.patching.activation import activation_patch
+    from workbench.patching.attribution import RelPRules, attribution_patch
+    from workbench.patching.tasks import build_task, check_task, make_metric
 
     model = load_model()
     t = check_task(model, build_task(model, task, max(n * 2, 4))).kept.head(n)
@@ -87,7 +87,7 @@ def run_patching_bench(task: str = "capital", n: int = 4, repeats: int = 1, cons
 
 
 def print_results(rows: list[Timing], console) -> None:
-    from . import timing_table
+    from workbench.experiments.bench import timing_table
 
     console.print(timing_table(rows, "bench patching (ratio < 1 = faster than the baseline)"))
 

@@ -16,8 +16,9 @@ from typing import Optional
 
 import torch
 
-from .figures import FIGURES_DIR, save_figure, static_export_server
-from .gallery import GalleryEntry, write_gallery
+from workbench.experiments.export import save_figure, static_export_server
+from workbench.paths import figures_dir as default_figures_dir
+from workbench.experiments.gallery import GalleryEntry, write_gallery
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class TourConfig:
     of :data:`STEP_NAMES` to run (default all)."""
 
     quick: bool = False
-    figures_dir: Path = FIGURES_DIR
+    figures_dir: Path = field(default_factory=default_figures_dir)
     static: bool = True
     steps: Optional[tuple] = None
     seed: int = 0
@@ -70,9 +71,9 @@ class _Step:
 # ----------------------------------------------------------------------------- steps
 def step_lens(model, cfg: TourConfig, state: dict, s: _Step) -> None:
     """Logit lens of a factual prompt, and its change when the run is steered."""
-    from .edits import AddVector
-    from .lens import lens_heatmap, logit_lens, target_curve
-    from .registry import HookRegistry
+    from workbench.edits import AddVector
+    from workbench.lens import lens_heatmap, logit_lens, target_curve
+    from workbench.registry import HookRegistry
 
     prompt = "The Eiffel Tower is in the city of"
     res = logit_lens(model, prompt, k=5, targets=[" Paris"])
@@ -113,7 +114,7 @@ def step_tuned_lens(model, cfg: TourConfig, state: dict, s: _Step) -> None:
     throwaway lens for a few steps on a tiny corpus instead."""
     import json
 
-    from .lens import (
+    from workbench.lens import (
         TunedLens,
         TunedLensConfig,
         cache_residuals,
@@ -179,11 +180,11 @@ def step_probes(model, cfg: TourConfig, state: dict, s: _Step) -> None:
     """Logistic probe held-out accuracy at every layer, one line per concept (SCAV/GCAV layer selection)."""
     import pandas as pd
 
-    from .concepts.data import available_concepts, load_concept
-    from .concepts.extract import extract
-    from .concepts.plots import layer_accuracy_figure
-    from .concepts.vectors import best_layer, fit_vector, layer_sweep
-    from .sites import Site
+    from workbench.concepts.data import available_concepts, load_concept
+    from workbench.concepts.extract import extract
+    from workbench.concepts.plots import layer_accuracy_figure
+    from workbench.concepts.vectors import best_layer, fit_vector, layer_sweep
+    from workbench.sites import Site
 
     concepts = available_concepts()
     layers = [0, 4, 8, 12] if cfg.quick else list(range(0, model.cfg.n_layers, 2))  # quick: stop the forward at 12
@@ -227,7 +228,7 @@ def step_probes(model, cfg: TourConfig, state: dict, s: _Step) -> None:
 
 def step_steering(model, cfg: TourConfig, state: dict, s: _Step) -> None:
     """The steering bake-off on sentiment: dose-response curves and the success-vs-fluency frontier."""
-    from .concepts.bakeoff import BakeoffConfig, run_bakeoff
+    from workbench.concepts.bakeoff import BakeoffConfig, run_bakeoff
 
     config = (
         BakeoffConfig.for_budget("small", n_prompts=3, max_new_tokens=6)
@@ -269,9 +270,9 @@ def step_gcav(model, cfg: TourConfig, state: dict, s: _Step) -> None:
     """GCAV: each token gets exactly the push that brings the probe's probability to the target."""
     import plotly.graph_objects as go
 
-    from .concepts.steering import GCAVEdit
-    from .figures import PALETTE, style
-    from .registry import HookRegistry
+    from workbench.concepts.steering import GCAVEdit
+    from workbench.experiments.export import PALETTE, style
+    from workbench.registry import HookRegistry
 
     vec = state.get("sentiment_probe")
     if vec is None:
@@ -355,9 +356,9 @@ def step_gcav(model, cfg: TourConfig, state: dict, s: _Step) -> None:
 
 def step_sae(model, cfg: TourConfig, state: dict, s: _Step) -> None:
     """Input vs output scores of SAE features per layer (Arad et al. 2025), and one feature dashboard."""
-    from .sae.dashboard import write_dashboards
-    from .sae.loading import list_local_saes, load_sae
-    from .sae.replication import ReplicationConfig, cooccurrence, score_saes, score_scatter_figure
+    from workbench.sae.dashboard import write_dashboards
+    from workbench.sae.loading import list_local_saes, load_sae
+    from workbench.sae.replication import ReplicationConfig, cooccurrence, score_saes, score_scatter_figure
 
     names = list_local_saes()
     if not names:
@@ -387,7 +388,7 @@ def step_sae(model, cfg: TourConfig, state: dict, s: _Step) -> None:
         f"error kept) for {rc.n_scored} random features per SAE; held-out corpus of {rc.n_rows} sequences.",
         nums,
     )
-    from .sae.loading import sae_site
+    from workbench.sae.loading import sae_site
 
     last = max(names, key=lambda n: sae_site(saes[n], model).layer)  # the deepest SAE: clearest output features
     t = tables[last]
@@ -396,7 +397,7 @@ def step_sae(model, cfg: TourConfig, state: dict, s: _Step) -> None:
     folder = cfg.figures_dir / "dashboards"
     write_dashboards(model, saes[last], scores[last], [feature], folder, name=last)
     # the dashboard's own figures go into the gallery as one entry (its logit lens panel)
-    from .sae.dashboard import logit_lens_figure
+    from workbench.sae.dashboard import logit_lens_figure
 
     s.figure(
         logit_lens_figure(scores[last].lens, feature, model.tokenizer),
@@ -411,8 +412,8 @@ def step_sae(model, cfg: TourConfig, state: dict, s: _Step) -> None:
 
 def step_patching(model, cfg: TourConfig, state: dict, s: _Step) -> None:
     """IOI-style activation patching, then AtP and RelP against it."""
-    from .patching.faithfulness import grid_heatmap, measure_faithfulness, scatter_figure
-    from .patching.tasks import build_task, check_task, make_metric
+    from workbench.patching.faithfulness import grid_heatmap, measure_faithfulness, scatter_figure
+    from workbench.patching.tasks import build_task, check_task, make_metric
 
     task = build_task(model, "ioi", n=4 if cfg.quick else 12, seed=cfg.seed)
     check = check_task(model, task)
@@ -470,7 +471,7 @@ STEP_NAMES = tuple(STEPS)
 
 def run_tour(cfg: TourConfig = TourConfig(), *, model=None, console=None) -> list[StepResult]:
     """Run every step (a failing step is reported, the others still run), write the gallery."""
-    from .models import load_model
+    from workbench.models import load_model
 
     cfg.figures_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)

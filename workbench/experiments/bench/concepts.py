@@ -11,11 +11,11 @@ import time
 
 import torch
 
-from ..concepts.bakeoff import BakeoffConfig, run_bakeoff
-from ..concepts.data import load_concept
-from ..concepts.extract import extract
-from ..models import load_model
-from ..tokens import tokenize
+from workbench.concepts.bakeoff import BakeoffConfig, run_bakeoff
+from workbench.concepts.data import load_concept
+from workbench.concepts.extract import extract
+from workbench.models import load_model
+from workbench.tokens import tokenize
 
 
 def _median_time(fn, repeats: int) -> float:

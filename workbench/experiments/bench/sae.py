@@ -18,11 +18,11 @@ from typing import Optional
 
 import torch
 
-from . import Timing
+from workbench.experiments.bench import Timing
 
 
 def default_sae_name() -> str:
-    from ..sae.loading import list_local_saes, saes_dir
+    from workbench.sae.loading import list_local_saes, saes_dir
 
     names = list_local_saes()
     if not names:
@@ -34,9 +34,9 @@ def default_sae_name() -> str:
 def float64_agreement(sae_name: str, features: torch.Tensor) -> dict:
     """Batched vs naive output scores on ``features`` with the model and SAE in float64, where
     rounding cannot hide a difference in the computation: how many scores are bit-identical."""
-    from ..models import load_model
-    from ..sae.loading import load_sae
-    from ..sae.scores import feature_logit_lens, output_scores, output_scores_naive
+    from workbench.models import load_model
+    from workbench.sae.loading import load_sae
+    from workbench.sae.scores import feature_logit_lens, output_scores, output_scores_naive
 
     model = load_model(dtype=torch.float64)
     sae = load_sae(sae_name, dtype="float64")
@@ -55,9 +55,9 @@ def float64_agreement(sae_name: str, features: torch.Tensor) -> dict:
 def run_sae_bench(
     sae_name: Optional[str] = None, *, n_naive: int = 32, batch_size: int = 256, n_float64: int = 8, console=None
 ) -> tuple[list[Timing], dict]:
-    from ..models import load_model
-    from ..sae.loading import load_sae, sae_site
-    from ..sae.scores import feature_logit_lens, output_scores, output_scores_naive
+    from workbench.models import load_model
+    from workbench.sae.loading import load_sae, sae_site
+    from workbench.sae.scores import feature_logit_lens, output_scores, output_scores_naive
 
     if n_naive < 1:
         raise ValueError(f"n_naive must be >= 1, got {n_naive}")

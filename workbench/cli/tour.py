@@ -17,7 +17,7 @@ def tour(
 
     from rich.console import Console
 
-    from .tour import STEP_NAMES, TourConfig, run_tour, summary_table
+    from workbench.experiments.tour import STEP_NAMES, TourConfig, run_tour, summary_table
 
     console = Console()
     try:
