@@ -36,6 +36,33 @@ def pad_token_id(model) -> int:
     return 0
 
 
+def encode(model, text: str) -> list[int]:
+    """Token ids of one text as workbench feeds it to the model: no special tokens, plus BOS only
+    when the model's config prepends one (SmolLM2 does not). The one encoding path of workbench."""
+    if not isinstance(text, str) or not text:
+        raise ValueError(f"a text must be a non-empty string, got {text!r}")
+    tok = getattr(model, "tokenizer", None)
+    if tok is None:
+        raise ValueError("this model has no tokenizer; pass token ids instead of strings")
+    ids = list(tok(text, add_special_tokens=False)["input_ids"])
+    if getattr(model.cfg, "default_prepend_bos", False) and tok.bos_token_id is not None:
+        ids = [tok.bos_token_id, *ids]
+    return ids
+
+
+def token_strings(model, ids) -> list[str]:
+    """Each token id decoded on its own (``str(id)`` when the model has no tokenizer); negative ids
+    (workbench's "no token" marker) are skipped. The one token-to-string of workbench."""
+    tok = getattr(model, "tokenizer", None)
+    out = []
+    for i in ids:
+        i = int(i)
+        if i < 0:
+            continue
+        out.append(tok.decode([i]) if tok is not None else str(i))
+    return out
+
+
 def tokenize(
     model,
     texts: Union[str, Sequence[str]],
@@ -53,17 +80,11 @@ def tokenize(
     texts = list(texts)
     if not texts:
         raise ValueError("no texts to tokenise: the list is empty")
-    tok = getattr(model, "tokenizer", None)
-    if tok is None:
-        raise ValueError("this model has no tokenizer; pass token ids instead of strings")
-    prepend = bool(getattr(model.cfg, "default_prepend_bos", False))
     rows = []
     for i, t in enumerate(texts):
         if not isinstance(t, str) or not t:
             raise ValueError(f"text {i} is empty or not a string: {t!r}")
-        ids = tok(t, add_special_tokens=False)["input_ids"]
-        if prepend and tok.bos_token_id is not None:
-            ids = [tok.bos_token_id] + ids
+        ids = encode(model, t)
         if max_length is not None and len(ids) > max_length:
             raise ValueError(f"text {i} has {len(ids)} tokens, more than max_length={max_length}: {t[:60]!r}...")
         rows.append(ids)
