@@ -3,12 +3,12 @@
 Each location comes from an explicit argument first, then an environment variable, then a
 default. Nothing here creates a directory; writers in the experiments layer do that.
 
-| location | argument | environment | default |
-|---|---|---|---|
-| user cache (converted weights, corpora, tuned lenses) | ``cache_dir(path)`` | ``WORKBENCH_CACHE`` | ``$XDG_CACHE_HOME/workbench`` or ``~/.cache/workbench`` |
-| shipped SAEs | ``saes_dir(path)`` | ``WORKBENCH_SAES`` | the installed package data ``workbench.saes`` (the checkout's ``saes/``) |
-| figures written by the tour and CLIs | ``figures_dir(path)`` | ``WORKBENCH_FIGURES`` | ``./figures`` |
-| results tables written by experiments | ``results_dir(path)`` | ``WORKBENCH_RESULTS`` | ``./results`` |
+* user cache (converted weights, corpora, tuned lenses): ``cache_dir(path)``, ``WORKBENCH_CACHE``,
+  default ``$XDG_CACHE_HOME/workbench`` or ``~/.cache/workbench``;
+* shipped SAEs: ``saes_dir(path)``, ``WORKBENCH_SAES``, default the package data ``workbench.saes``
+  (the checkout's top-level ``saes/``, reached through the symlink ``workbench/saes``);
+* figures written by the tour and CLIs: ``figures_dir(path)``, ``WORKBENCH_FIGURES``, default ``./figures``;
+* experiment tables: ``results_dir(path)``, ``WORKBENCH_RESULTS``, default ``./results``.
 """
 
 import os
