@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: setup browser tour tour-quick test clean-cache
+.PHONY: setup browser tour tour-quick test notebooks clean-cache
 
 setup: $(VENV)/.installed
 
@@ -38,3 +38,7 @@ test: setup browser
 
 clean-cache:
 	rm -rf $${WORKBENCH_CACHE:-$${XDG_CACHE_HOME:-$$HOME/.cache}/workbench}
+
+# Execute every notebook from its jupytext source and write it, outputs included, to the .ipynb.
+notebooks: setup browser
+	WORKBENCH_WRITE_NOTEBOOKS=1 $(PY) -m pytest -q tests/test_notebooks.py
