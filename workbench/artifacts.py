@@ -34,6 +34,11 @@ def _stem(path: str | os.PathLike) -> Path:
     return p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
 
 
+def _with_ext(stem: Path, ext: str) -> Path:
+    """``stem`` + ``ext`` (not ``with_suffix``, which would eat a dot inside the stem: ``logistic_resid_post.8``)."""
+    return stem.with_name(stem.name + ext)
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -119,8 +124,8 @@ def save_tensors(
         raise ValueError("save_tensors needs at least one tensor")
     data = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     header = {KIND_KEY: kind, VERSION_KEY: str(version)}
-    _atomic_write_bytes(stem.with_suffix(".safetensors"), save(data, metadata=header))
-    save_json(stem.with_suffix(".json"), meta, kind=kind, version=version, digits=None)
+    _atomic_write_bytes(_with_ext(stem, ".safetensors"), save(data, metadata=header))
+    save_json(_with_ext(stem, ".json"), meta, kind=kind, version=version, digits=None)
     return stem
 
 
@@ -139,10 +144,10 @@ def load_tensors(
     from safetensors.torch import load_file
 
     stem = _stem(path)
-    meta = load_json(stem.with_suffix(".json"), kind=kind, versions=versions, required=required_meta)
-    st = stem.with_suffix(".safetensors")
+    meta = load_json(_with_ext(stem, ".json"), kind=kind, versions=versions, required=required_meta)
+    st = _with_ext(stem, ".safetensors")
     if not st.is_file():
-        raise ArtifactError(f"{st}: no such file (its sidecar {stem.with_suffix('.json')} exists)")
+        raise ArtifactError(f"{st}: no such file (its sidecar {_with_ext(stem, '.json')} exists)")
     try:
         tensors = load_file(str(st), device=str(device))
     except (SafetensorError, OSError, ValueError) as err:
@@ -154,6 +159,14 @@ def load_tensors(
         if v.is_floating_point() and not bool(torch.isfinite(v).all()):
             raise ArtifactError(f"{st}: tensor {k!r} holds NaN or Inf")
     return tensors, meta
+
+
+def save_text(path: str | os.PathLike, text: str) -> Path:
+    """Write a text file atomically, for formats that carry their own header (e.g. the concept JSONL
+    files, whose first line is their provenance)."""
+    path = Path(path)
+    _atomic_write_bytes(path, text.encode("utf-8"))
+    return path
 
 
 def save_table(table, path: str | os.PathLike, *, digits: int = 8) -> Path:
@@ -194,4 +207,5 @@ __all__ = [
     "save_json",
     "save_table",
     "save_tensors",
+    "save_text",
 ]
