@@ -2,8 +2,15 @@
 
 An edit never changes its input in place; the registry checks this, and blends the edit's output
 into the activation only at the positions the steer selected. Built-in edits here are the basic
-geometric ones; concept, affine and SAE-feature edits live with their modules and use the same
-interface.
+geometric ones, and ``Compose``, which applies several in order:
+
+- ``AddVector(v, α)``: ``h ← h + α·v`` (a translation; ActAdd, Turner et al. 2023; CAA, Rimsky et al. 2024);
+- ``ProjectOut(r)``: ``h ← h − r̂ r̂ᵀ h`` (directional ablation, Arditi et al. 2024);
+- ``Clamp(r, c)``: ``h ← h + (c − r̂ᵀh) r̂``;
+- ``Replace(x)``: ``h ← x``;
+- ``Compose(e₁, …, eₙ)``: ``h ← eₙ(… e₁(h))``, e.g. ablate-then-add ``Compose(ProjectOut(r), AddVector(r, α))``.
+
+Concept (GCAV, ACE) and SAE-feature edits live with their modules and use the same interface.
 """
 
 from dataclasses import dataclass, field
@@ -43,6 +50,14 @@ def _as_vector(vector, name: str) -> Tensor:
     if not torch.isfinite(v).all():
         raise ValueError(f"{name} has non-finite entries")
     return v
+
+
+def _as_direction(vector, name: str, verb: str) -> Tensor:
+    """A finite, non-zero 1-d vector (a direction needs a length to normalise)."""
+    r = _as_vector(vector, name)
+    if r.norm() == 0:
+        raise ValueError(f"{name} is the zero vector; it has no direction to {verb}")
+    return r
 
 
 def check_width(vector: Tensor, acts: Tensor, what: str) -> None:
@@ -97,10 +112,7 @@ class ProjectOut:
     _r: Tensor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        r = _as_vector(self.direction, "ProjectOut.direction")
-        if r.norm() == 0:
-            raise ValueError("ProjectOut.direction is the zero vector; it has no direction to remove")
-        object.__setattr__(self, "_r", r)
+        object.__setattr__(self, "_r", _as_direction(self.direction, "ProjectOut.direction", "remove"))
 
     def __call__(self, acts: Tensor, ctx: EditContext) -> Tensor:
         check_width(self._r, acts, "ProjectOut.direction")
@@ -119,10 +131,7 @@ class Clamp:
     _r: Tensor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        r = _as_vector(self.direction, "Clamp.direction")
-        if r.norm() == 0:
-            raise ValueError("Clamp.direction is the zero vector; it has no direction to clamp")
-        object.__setattr__(self, "_r", r)
+        object.__setattr__(self, "_r", _as_direction(self.direction, "Clamp.direction", "clamp"))
 
     def __call__(self, acts: Tensor, ctx: EditContext) -> Tensor:
         check_width(self._r, acts, "Clamp.direction")
@@ -144,5 +153,44 @@ class Replace:
             return torch.broadcast_to(v, acts.shape).clone()
         except RuntimeError:
             raise ValueError(
-                f"Replace.values has shape {tuple(v.shape)}, which does not broadcast to the activations' shape {tuple(acts.shape)}"
+                f"Replace.values has shape {tuple(v.shape)}, which does not broadcast to the activations' "
+                f"shape {tuple(acts.shape)}"
             ) from None
+
+
+class Compose:
+    """Apply edits in order: ``Compose(e₁, e₂, …, eₙ)(h) = eₙ(… e₂(e₁(h)))``, every one with the same
+    context. Order matters whenever the edits do not commute: ``Compose(ProjectOut(r), AddVector(r, α))``
+    leaves ``α·r`` along ``r̂`` (ablate, then induce; Arditi et al. 2024), while
+    ``Compose(AddVector(r, α), ProjectOut(r))`` removes the added push again. Nested ``Compose`` edits
+    are flattened; the steer sees one edit, so one set of positions applies to every step."""
+
+    __slots__ = ("_edits",)
+
+    def __init__(self, *edits: Edit) -> None:
+        flat: list = []
+        for i, e in enumerate(edits):
+            if isinstance(e, Compose):
+                flat.extend(e.edits)
+            elif callable(e):
+                flat.append(e)
+            else:
+                raise TypeError(f"Compose: edit {i} must be callable (acts, ctx) -> acts, got {type(e).__name__}")
+        if not flat:
+            raise ValueError("Compose needs at least one edit")
+        self._edits: tuple = tuple(flat)
+
+    @property
+    def edits(self) -> tuple:
+        return self._edits
+
+    def __len__(self) -> int:
+        return len(self._edits)
+
+    def __call__(self, acts: Tensor, ctx: EditContext) -> Tensor:
+        for e in self._edits:
+            acts = e(acts, ctx)
+        return acts
+
+    def __repr__(self) -> str:
+        return "Compose(" + ", ".join(repr(e) for e in self._edits) + ")"
