@@ -39,6 +39,12 @@ def _with_ext(stem: Path, ext: str) -> Path:
     return stem.with_name(stem.name + ext)
 
 
+def tensor_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """``(<stem>.safetensors, <stem>.json)`` of the tensor artifact at ``path`` (a stem or either file)."""
+    stem = _stem(path)
+    return _with_ext(stem, ".safetensors"), _with_ext(stem, ".json")
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -208,4 +214,5 @@ __all__ = [
     "save_table",
     "save_tensors",
     "save_text",
+    "tensor_paths",
 ]
