@@ -36,3 +36,32 @@ def tiny_sae(
     sae.eval()
     sae.requires_grad_(False)
     return sae
+
+
+def reference_output_scores(model, sae, features, top_tokens, prompt, factor: float = 10.0) -> list[float]:
+    """The output score computed independently of workbench: SAELens' own forward with
+    ``use_error_term=True`` spliced in by a plain TransformerLens hook, the feature boosted at the
+    last position through SAELens' ``hook_sae_acts_post``, the model's own logits (TransformerLens'
+    forward, soft-cap included), ranks by ``argsort`` as in the paper's code.
+    ``top_tokens[i]`` is the logit-lens token set of ``features[i]``."""
+    hook = sae.cfg.metadata.hook_name
+    out = []
+    for feature, top in zip(features, top_tokens):
+
+        def boost(f, hook, feature=feature):
+            f = f.clone()
+            f[:, -1, feature] += factor * f[:, -1].max()
+            return f
+
+        sae.use_error_term = True
+        sae.hook_sae_acts_post.add_hook(boost)
+        try:
+            logits = model.run_with_hooks(prompt[None], fwd_hooks=[(hook, lambda x, hook: sae(x))])
+        finally:
+            sae.hook_sae_acts_post.remove_hooks()
+            sae.use_error_term = False
+        q = logits[0, -1].double().softmax(-1)
+        order = q.argsort(descending=True)
+        ranks = [int((order == t).nonzero()) for t in top.tolist()]
+        out.append((1 - min(ranks) / q.shape[0]) * q[top].max().item())
+    return out

@@ -16,9 +16,44 @@ def test_sae_group_and_bench_are_attached():
     assert "sae" in r.output
 
 
-def test_train_passes_flags_to_the_training_entry_point():
-    r = CliRunner().invoke(app, ["sae", "train", "--help"])
-    assert r.exit_code == 0 and "--d-sae" in r.output and "--layers" in r.output
+def test_train_is_a_typer_command_with_real_help():
+    r = CliRunner().invoke(app, ["sae", "train", "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0
+    for opt in ("--layers", "--model", "--device", "--d-sae", "--extract-only", "--name-prefix"):
+        assert opt in r.output, opt
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--layers", "six"], "comma-separated ints"),
+        (["--device", "cuda:7"], "CUDA"),
+        (["--device", "gpu"], "not a torch device"),
+        (["--k", "9999"], "TrainConfig.k"),
+        (["--save-dtype", "int8"], "save_dtype"),
+    ],
+)
+def test_train_bad_arguments_give_one_clear_error(args, message):
+    r = CliRunner().invoke(app, ["sae", "train", *args], env={"COLUMNS": "300"})
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
+
+
+def test_steer_rejects_a_non_positive_max_activation_as_such():
+    r = CliRunner().invoke(app, ["sae", "steer", "any-sae", "3", "--max-activation", "-1"], env={"COLUMNS": "300"})
+    assert r.exit_code == 2 and "--max-activation" in r.output and "positive" in r.output, r.output
+    assert "pass --max-activation" not in r.output
+
+
+def test_main_entry_reports_bad_arguments_in_one_error_line(capsys):
+    from workbench.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["sae", "train", "--layers", "six"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if line.startswith("Error")] == [
+        "Error: Invalid value: layers must be comma-separated ints such as '6,15,24', got 'six'"
+    ]
 
 
 def test_list(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """The corpus recipe on synthetic documents (no registry access)."""
 
 import json
+from typing import ClassVar
 
 import pytest
 import torch
@@ -20,7 +21,7 @@ def _one_thread():
 class CharTokenizer:
     """One token per character (ids 3..), ``<|endoftext|>`` = 0."""
 
-    special = {"<|endoftext|>": 0, "<|im_start|>": 1, "<|im_end|>": 2}
+    special: ClassVar[dict[str, int]] = {"<|endoftext|>": 0, "<|im_start|>": 1, "<|im_end|>": 2}
 
     def __call__(self, text, add_special_tokens=False):
         return {"input_ids": [3 + (ord(ch) % 97) for ch in text]}

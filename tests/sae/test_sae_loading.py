@@ -25,13 +25,13 @@ def test_local_name_and_path_load_the_same_weights(local_saes, tiny):
 
 
 def test_unknown_local_name_lists_what_exists(local_saes):
-    with pytest.raises(SAELoadError, match="no local SAE named 'nope'.*tiny-resid_post-1"):
+    with pytest.raises(SAELoadError, match=r"no local SAE named 'nope'.*tiny-resid_post-1"):
         load_sae("nope")
 
 
 def test_release_path_offline_fails_clearly(local_saes, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(SAELoadError, match="offline.*from_pretrained.*tiny-resid_post-1"):
+    with pytest.raises(SAELoadError, match=r"offline.*from_pretrained.*tiny-resid_post-1"):
         load_sae(release="gpt2-small-res-jb", sae_id="blocks.8.hook_resid_pre")
 
 
@@ -55,7 +55,7 @@ def test_release_path_calls_saelens_from_pretrained(monkeypatch):
         raise ConnectionError("Failed to resolve 'huggingface.co'")
 
     monkeypatch.setattr(SAE, "from_pretrained", staticmethod(unreachable))
-    with pytest.raises(SAELoadError, match="ConnectionError.*needs the Hugging Face hub"):
+    with pytest.raises(SAELoadError, match=r"ConnectionError.*needs the Hugging Face hub"):
         load_sae(release="gpt2-small-res-jb", sae_id="blocks.8.hook_resid_pre")
 
 

@@ -5,20 +5,18 @@ import math
 
 import pytest
 import torch
-from sae_helpers import tiny_sae
+from sae_helpers import reference_output_scores, tiny_sae
 
+from workbench.sae.feature_lens import FeatureLens, feature_logit_lens
 from workbench.sae.scores import (
-    TopExamples,
-    collect_top_examples,
-    feature_logit_lens,
     input_scores,
     input_scores_from_examples,
     output_score_from_logits,
     output_scores,
     output_scores_naive,
-    score_table,
-    select_features,
 )
+from workbench.sae.tables import score_table, select_features
+from workbench.sae.top_examples import TopExamples, collect_top_examples
 
 PROMPT = torch.tensor([3, 7, 11, 2, 9])
 
@@ -72,31 +70,6 @@ def test_logit_lens_is_softmax_of_unembedded_final_norm(tiny):
 # ----------------------------------------------------------------------------- output scores on a model
 
 
-def reference_output_score(model, sae, feature, top_tokens, layer):
-    """Independent reference: SAELens' own forward with use_error_term=True, spliced in with a plain
-    TransformerLens hook; the feature boosted through SAELens' hook_sae_acts_post; ranks by argsort
-    as in the paper's code."""
-    sae.use_error_term = True
-
-    def boost(f, hook):
-        f = f.clone()
-        f[:, -1, feature] += 10 * f[:, -1].max()
-        return f
-
-    sae.hook_sae_acts_post.add_hook(boost)
-    try:
-        logits = model.run_with_hooks(
-            PROMPT[None], fwd_hooks=[(f"blocks.{layer}.hook_resid_post", lambda x, hook: sae(x))]
-        )
-    finally:
-        sae.hook_sae_acts_post.remove_hooks()
-        sae.use_error_term = False
-    q = logits[0, -1].softmax(-1)
-    order = q.argsort(descending=True)
-    ranks = [int((order == t).nonzero()) for t in top_tokens.tolist()]
-    return (1 - min(ranks) / q.shape[0]) * q[top_tokens].max().item()
-
-
 def test_output_scores_match_saelens_reference():
     from workbench.models import tiny_model
 
@@ -105,9 +78,8 @@ def test_output_scores_match_saelens_reference():
     lens = feature_logit_lens(model, sae, k=5)
     feats = [0, 5, 17, 30]
     got = output_scores(model, sae, lens, feats, prompt=PROMPT, progress=False)
-    for i, f in enumerate(feats):
-        ref = reference_output_score(model, sae, f, lens.top_tokens[f], 1)
-        assert got[i].item() == pytest.approx(ref, abs=2e-6)
+    ref = reference_output_scores(model, sae, feats, lens.top_tokens[feats], PROMPT)
+    assert got.tolist() == pytest.approx(ref, abs=2e-6)
 
 
 @pytest.mark.parametrize("layer", [0, 1, 2])
@@ -141,6 +113,24 @@ def test_output_scores_resid_pre_and_other_sites():
         )
     with pytest.raises(ValueError, match="method='cached' needs"):
         output_scores(model, sae, lens, prompt=PROMPT, method="cached", progress=False)
+    with pytest.raises(ValueError, match="method must be one of"):
+        output_scores(model, sae, lens, prompt=PROMPT, method="fast", progress=False)
+
+
+def test_default_prompt_is_the_shared_neutral_prompt(tiny):
+    """No prompt given: the scores are those on workbench.prompts.sae_output_score_prompt()."""
+    from architectures import with_tokenizer
+
+    from workbench.prompts import sae_output_score_prompt
+    from workbench.tokens import encode
+
+    model = with_tokenizer(tiny)
+    sae = tiny_sae("blocks.1.hook_resid_post", d_sae=12, k=4)
+    lens = feature_logit_lens(model, sae, k=4)
+    ids = torch.tensor(encode(model, sae_output_score_prompt()))
+    assert torch.equal(
+        output_scores(model, sae, lens, progress=False), output_scores(model, sae, lens, prompt=ids, progress=False)
+    )
 
 
 # ----------------------------------------------------------------------------- top examples and input scores
@@ -166,7 +156,7 @@ def test_top_examples_equal_brute_force_and_do_not_depend_on_batching(tiny):
     k = 7
     a = collect_top_examples(tiny, sae, tokens, k=k, example_len=8, batch_size=3, progress=False, window=(3, 2))
     b = collect_top_examples(tiny, sae, tokens, k=k, example_len=8, batch_size=11, progress=False, window=(3, 2))
-    f, vals, pos = brute_force_top(tiny, sae, tokens, k, 1, 8, 1)
+    f, vals, _ = brute_force_top(tiny, sae, tokens, k, 1, 8, 1)
     ref = vals.topk(k, dim=1)
     torch.testing.assert_close(a.values, ref.values.clamp_min(0), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(a.values, b.values)
@@ -217,6 +207,10 @@ def test_top_examples_round_trip_and_bad_input(tiny, tmp_path):
     ex = collect_top_examples(tiny, sae, tokens, k=3, progress=False)
     back = TopExamples.load(ex.save(tmp_path / "ex"))
     assert torch.equal(back.values, ex.values) and torch.equal(back.tokens, ex.tokens) and back.n_tokens == ex.n_tokens
+    assert torch.isnan(ex.window).any()  # outside the rows and empty slots
+    assert torch.equal(torch.isnan(back.window), torch.isnan(ex.window))
+    finite = ~torch.isnan(ex.window)
+    torch.testing.assert_close(back.window[finite], ex.window[finite].half().float())
     with pytest.raises(ValueError, match="divisor"):
         collect_top_examples(tiny, sae, tokens, example_len=3, progress=False)
     with pytest.raises(ValueError, match="integer tensor"):
@@ -252,3 +246,18 @@ def test_lens_for_a_subset_of_features(tiny):
     assert s[3] == 1.0 and torch.isnan(s[0])
     with pytest.raises(ValueError, match="not computed for features \\[0"):
         output_scores(tiny, sae, part, [0, 3], prompt=PROMPT, progress=False)
+
+
+def test_feature_lens_round_trip_keeps_uncomputed_rows(tiny, tmp_path):
+    sae = tiny_sae("blocks.1.hook_resid_post")
+    part = feature_logit_lens(tiny, sae, k=5, features=[3, 10])
+    back = FeatureLens.load(part.save(tmp_path / "lens"))
+    for name in ("top_tokens", "top_probs", "top_logits", "bottom_tokens", "bottom_logits"):
+        torch.testing.assert_close(getattr(back, name), getattr(part, name), equal_nan=True)
+
+
+def test_logit_lens_old_name_is_a_deprecated_alias():
+    import workbench.sae.feature_lens as fl
+
+    with pytest.warns(DeprecationWarning, match="FeatureLens"):
+        assert fl.LogitLens is FeatureLens

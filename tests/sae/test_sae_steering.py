@@ -93,7 +93,7 @@ def test_per_row_features_equal_one_row_at_a_time(sae):
 
 def test_bad_features_give_clear_errors(sae):
     x = torch.randn(2, 3, 32)
-    with pytest.raises(IndexError, match="out of range.*48 features"):
+    with pytest.raises(IndexError, match=r"out of range.*48 features"):
         amplify_feature(sae, x, 48)
     with pytest.raises(ValueError, match="3 features given for 2 rows"):
         amplify_feature(sae, x, torch.tensor([1, 2, 3]))

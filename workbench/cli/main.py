@@ -121,6 +121,12 @@ def _user_errors() -> tuple:
     return (ValueError, TypeError, KeyError, FileNotFoundError, ArtifactError, ModelLoadError, UsageError)
 
 
+# typer >= 0.2x raises its own vendored click's exceptions (typer.BadParameter), not click's.
+_CLICK_ERRORS = tuple(
+    {click.exceptions.ClickException, *(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")}
+)
+
+
 def main(argv: Optional[list] = None) -> None:
     """Console entry point: runs ``app``; user errors print one line and exit 2 (``--debug``: traceback)."""
     import sys
@@ -134,7 +140,7 @@ def main(argv: Optional[list] = None) -> None:
     except click.exceptions.Abort:
         Console(stderr=True).print("aborted")
         raise SystemExit(130) from None
-    except click.exceptions.ClickException as err:  # bad options: click's own one-line message
+    except _CLICK_ERRORS as err:  # bad options (click's or typer's own copy of click): a one-line message
         err.show()
         raise SystemExit(2) from None
     except _user_errors() as err:

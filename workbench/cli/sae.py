@@ -1,28 +1,144 @@
-"""``workbench sae ...``: train SAEs, score features, write dashboards, steer; ``workbench bench sae``."""
+"""``workbench sae ...``: train SAEs, score features, write dashboards, steer, replicate; ``workbench bench sae``."""
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from workbench.experiments.sae_training import RecipeConfig
+
 app = typer.Typer(help="Sparse autoencoders: train, scores, dashboard, steer, replicate.", no_args_is_help=True)
 console = Console()
+_D = RecipeConfig()
 
 
 def _scores_dir(name: str) -> Path:
-    from workbench.models import cache_dir
+    from workbench.paths import cache_dir
 
     return cache_dir() / "sae_scores" / Path(name).name
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)
-def train(ctx: typer.Context) -> None:
-    """Train TopK SAEs (all flags go to ``python -m workbench.sae.train``; try ``--help``)."""
-    from workbench.sae.train import main
+def _parse_layers(spec: str) -> tuple[int, ...]:
+    """``"6,15,24"`` (or space-separated) as a tuple of ints."""
+    try:
+        layers = tuple(int(x) for x in spec.replace(",", " ").split())
+    except ValueError:
+        raise typer.BadParameter(f"layers must be comma-separated ints such as '6,15,24', got {spec!r}") from None
+    if not layers:
+        raise typer.BadParameter("give at least one layer, e.g. --layers 6,15,24")
+    return layers
 
-    main(list(ctx.args))
+
+def _check_device(device: str) -> str:
+    """A torch device string that exists on this machine (``cpu``, ``cuda``, ``cuda:1``, ``mps``)."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise typer.BadParameter(f"--device {device!r} is not a torch device (cpu, cuda, cuda:1, mps)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise typer.BadParameter(f"--device {device}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise typer.BadParameter(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise typer.BadParameter(f"--device {device}: MPS is not available on this machine")
+    return device
+
+
+@app.command()
+def train(
+    layers: str = typer.Option(",".join(map(str, _D.layers)), help="resid_post layers, comma-separated"),
+    model: str = typer.Option(_D.model, help="model for workbench.models.load_model (default: the embedded one)"),
+    device: str = typer.Option(_D.device, help="device of the model, the activations' forward and the training"),
+    name_prefix: Optional[str] = typer.Option(None, help="SAE folder prefix (default: derived from the model)"),
+    d_sae: int = typer.Option(_D.d_sae, help="latents per SAE"),
+    k: int = typer.Option(_D.k, help="active latents per token (TopK)"),
+    train_seqs: int = typer.Option(_D.train_seqs, help="training sequences whose activations are cached"),
+    heldout_act_seqs: int = typer.Option(_D.heldout_act_seqs, help="held-out sequences for FVU / L0 / dead share"),
+    eval_seqs: int = typer.Option(_D.eval_seqs, help="held-out sequences for CE loss recovered"),
+    seq_len: int = typer.Option(_D.seq_len, help="corpus sequence length"),
+    skip_positions: int = typer.Option(_D.skip_positions, help="leading positions excluded (attention sink)"),
+    epochs: float = typer.Option(_D.epochs, help="passes over the training activations"),
+    batch_size: int = typer.Option(_D.batch_size, help="activations per training step"),
+    lr: float = typer.Option(_D.lr, help="peak Adam learning rate"),
+    warmup_frac: float = typer.Option(_D.warmup_frac, help="share of steps with linear warm-up"),
+    decay_frac: float = typer.Option(_D.decay_frac, help="share of final steps with linear decay"),
+    aux_coef: float = typer.Option(_D.aux_coef, help="AuxK loss coefficient (revives dead latents)"),
+    dead_window: int = typer.Option(_D.dead_window, help="steps without firing before a latent is dead"),
+    extract_batch: int = typer.Option(_D.extract_batch, help="sequences per forward pass when caching activations"),
+    shard_seqs: int = typer.Option(_D.shard_seqs, help="sequences per activation-cache shard"),
+    seed: int = typer.Option(_D.seed, help="corpus order, weight init and batch order"),
+    threads: int = typer.Option(_D.threads, help="torch CPU threads"),
+    out_dir: str = typer.Option(_D.out_dir, help="folder for the SAE folders and their index"),
+    save_dtype: str = typer.Option(_D.save_dtype, help="dtype of the saved weights: float16 or float32"),
+    extract_only: bool = typer.Option(False, "--extract-only", help="stop after building the activation cache"),
+) -> None:
+    """Train TopK SAEs on residual streams with SAELens' trainer: corpus, activation cache,
+    training, held-out evaluation, model cards (recipe: workbench/experiments/sae_training.py)."""
+    values = {k: v for k, v in locals().items() if k != "extract_only"}  # the options, one per config field
+    import shlex
+    import sys
+
+    from workbench.experiments.sae_training import COMMAND, run
+    from workbench.models import ModelLoadError, load_model
+    from workbench.sae.training import check_layers
+
+    values["layers"] = _parse_layers(layers)
+    _check_device(device)
+    try:
+        cfg = RecipeConfig(**values)
+    except (TypeError, ValueError) as err:
+        raise typer.BadParameter(str(err)) from None
+    try:
+        m = load_model(cfg.model, device=cfg.device)
+    except (ModelLoadError, ValueError) as err:
+        raise typer.BadParameter(str(err), param_hint="--model") from None
+    try:
+        check_layers(m, cfg.layers)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--layers") from None
+    argv = sys.argv[1:]
+    command = " ".join([COMMAND, *map(shlex.quote, argv[2:])]) if argv[:2] == ["sae", "train"] else None
+    run(cfg, model=m, extract_only=extract_only, command=command)
+
+
+@app.command()
+def cards(
+    out_dir: Annotated[Path, typer.Argument(help="folder of SAE folders with card.json")] = Path(_D.out_dir),
+) -> None:
+    """Rewrite every SAE's README.md card and the index from the card.json files."""
+    from workbench.experiments.sae_training import refresh_cards
+
+    if not out_dir.is_dir() or not any(out_dir.glob("*/card.json")):
+        raise typer.BadParameter(f"no */card.json under {out_dir}")
+    for p in refresh_cards(out_dir):
+        console.print(f"wrote {p}")
+
+
+@app.command()
+def corpus(
+    seq_len: int = typer.Option(128, help="tokens per sequence"),
+    heldout_fraction: float = typer.Option(0.05, help="share of documents held out"),
+    seed: int = typer.Option(0, help="document order and sequence shuffle"),
+    rebuild: bool = typer.Option(False, "--rebuild", help="rebuild even when cached"),
+) -> None:
+    """Build (or find in the cache) the SAE training corpus and print its manifest."""
+    import json
+
+    from workbench.models import load_model
+    from workbench.sae.corpus import CorpusConfig, build_corpus
+
+    try:
+        cfg = CorpusConfig(seq_len=seq_len, heldout_fraction=heldout_fraction, seed=seed)
+    except (TypeError, ValueError) as err:
+        raise typer.BadParameter(str(err)) from None
+    c = build_corpus(load_model().tokenizer, cfg, rebuild=rebuild)
+    console.print_json(json.dumps({k: c.manifest[k] for k in ("train", "heldout")}))
+    console.print(str(c.path))
 
 
 @app.command("list")
@@ -54,17 +170,17 @@ def _feature_table(df, title: str, n: int) -> Table:
 @app.command()
 def scores(
     sae: str = typer.Argument(..., help="local SAE name (see `workbench sae list`) or folder"),
-    n_rows: int = typer.Option(256, help="held-out 128-token sequences for the top examples (input scores)"),
-    batch_size: int = typer.Option(256, help="features per forward pass for the output scores"),
-    out: Optional[Path] = typer.Option(
-        None, help="folder for scores.csv, logit lens and top examples (default: cache)"
-    ),
-    show: int = typer.Option(12, help="rows to print per table"),
+    n_rows: int = typer.Option(256, min=1, help="held-out 128-token sequences for the top examples (input scores)"),
+    batch_size: int = typer.Option(256, min=1, help="features per forward pass for the output scores"),
+    out: Annotated[
+        Optional[Path], typer.Option(help="folder for scores.csv, feature lens and top examples (default: cache)")
+    ] = None,
+    show: int = typer.Option(12, min=0, help="rows to print per table"),
 ) -> None:
     """Input and output scores of every feature (Arad, Mueller & Belinkov 2025)."""
     from workbench.models import load_model
     from workbench.sae.loading import load_sae
-    from workbench.sae.scores import feature_scores, save_scores
+    from workbench.sae.tables import feature_scores, save_scores
 
     model = load_model()
     s = load_sae(sae)
@@ -81,10 +197,10 @@ def scores(
 
 
 def _load_or_compute(model, sae_obj, sae: str, scores_dir: Optional[Path], n_rows: int):
-    from workbench.sae.scores import feature_scores, load_scores, save_scores
+    from workbench.sae.tables import feature_scores, has_saved_scores, load_scores, save_scores
 
     path = scores_dir or _scores_dir(sae)
-    if (path / "scores.csv").exists() and (path / "top_examples.safetensors").exists():
+    if has_saved_scores(path):
         return load_scores(path)
     console.print(f"no saved scores in {path}; computing them (n_rows={n_rows})")
     fs = feature_scores(model, sae_obj, n_rows=n_rows)
@@ -109,20 +225,23 @@ def _parse_features(features: Optional[str], d_sae: int) -> list[int]:
 def dashboard(
     sae: str = typer.Argument(..., help="local SAE name or folder"),
     features: Optional[str] = typer.Option(None, help="comma-separated feature ids"),
-    top: int = typer.Option(10, help="without --features: this many highest-output-score features"),
-    out: Optional[Path] = typer.Option(None, help="output folder (default figures/dashboards/<sae>)"),
-    scores_dir: Optional[Path] = typer.Option(None, help="saved scores (default: cache, computed when missing)"),
-    n_rows: int = typer.Option(256, help="held-out sequences when scores must be computed"),
+    top: int = typer.Option(10, min=1, help="without --features: this many highest-output-score features"),
+    out: Annotated[Optional[Path], typer.Option(help="output folder (default <figures>/dashboards/<sae>)")] = None,
+    scores_dir: Annotated[
+        Optional[Path], typer.Option(help="saved scores (default: cache, computed when missing)")
+    ] = None,
+    n_rows: int = typer.Option(256, min=1, help="held-out sequences when scores must be computed"),
 ) -> None:
     """HTML dashboards: top contexts, activation histogram, logit lens, input and output scores."""
+    from workbench.experiments.sae_dashboard import write_dashboards
     from workbench.models import load_model
-    from workbench.sae.dashboard import write_dashboards
+    from workbench.paths import figures_dir
     from workbench.sae.loading import load_sae
 
     model = load_model()
     s = load_sae(sae)
-    fs = _load_or_compute(model, s, sae, scores_dir, n_rows)
     feats = _parse_features(features, s.cfg.d_sae)
+    fs = _load_or_compute(model, s, sae, scores_dir, n_rows)
     if not feats:
         t = fs.table[fs.table["n_examples"] >= 10]
         if t.empty:
@@ -136,7 +255,7 @@ def dashboard(
                 f"no feature fired on the corpus used for the scores in {scores_dir or _scores_dir(sae)}"
             )
         feats = t.sort_values("output_score", ascending=False)["feature"].head(top).tolist()
-    folder = out or Path("figures") / "dashboards" / Path(sae).name
+    folder = out or figures_dir() / "dashboards" / Path(sae).name
     paths = write_dashboards(model, s, fs, feats, folder, name=Path(sae).name)
     console.print(f"wrote {len(paths)} dashboards: {folder / 'index.html'}")
 
@@ -145,28 +264,38 @@ def dashboard(
 def steer(
     sae: str = typer.Argument(..., help="local SAE name or folder"),
     feature: int = typer.Argument(..., help="feature id"),
-    strength: list[float] = typer.Option(
-        [4.0], "--strength", "-s", help="s (× the feature's max activation); repeatable"
-    ),
+    strength: Annotated[
+        Optional[list[float]], typer.Option("--strength", "-s", help="s (× the feature's max activation); repeatable")
+    ] = None,
     prompt: str = typer.Option("I think that", help="prompt to continue"),
-    tokens: int = typer.Option(24, help="new tokens"),
-    temperature: float = typer.Option(0.0, help="0 = greedy"),
+    tokens: int = typer.Option(24, min=1, help="new tokens"),
+    temperature: float = typer.Option(0.0, min=0.0, help="0 = greedy"),
     max_activation: Optional[float] = typer.Option(
-        None, help="the feature's max activation (default: from saved scores)"
+        None, help="the feature's max activation, > 0 (default: from saved scores)"
     ),
-    scores_dir: Optional[Path] = typer.Option(None, help="saved scores (default: cache, computed when missing)"),
+    scores_dir: Annotated[
+        Optional[Path], typer.Option(help="saved scores (default: cache, computed when missing)")
+    ] = None,
     clamp: bool = typer.Option(
         False, help="clamp the feature to s × max activation in the SAE basis instead of adding"
     ),
 ) -> None:
     """Steer with one feature on the last prompt token and every generated token; print the text."""
+    import math
+
     from workbench.models import load_model
     from workbench.registry import HookRegistry
+    from workbench.sae.feature_lens import feature_logit_lens
     from workbench.sae.loading import load_sae, sae_site
-    from workbench.sae.replication import generation_success
-    from workbench.sae.scores import feature_logit_lens
-    from workbench.sae.steering import ClampFeature, steer_feature
+    from workbench.sae.steering import ClampFeature, generation_success, steer_feature
+    from workbench.tokens import token_strings
 
+    if max_activation is not None and not (math.isfinite(max_activation) and max_activation > 0):
+        raise typer.BadParameter(f"must be a positive number, got {max_activation:g}", param_hint="--max-activation")
+    strength = strength or [4.0]
+    bad = [s for s in strength if not math.isfinite(s)]
+    if bad:
+        raise typer.BadParameter(f"must be finite numbers, got {bad}", param_hint="--strength")
     model = load_model()
     s = load_sae(sae)
     if not 0 <= feature < s.cfg.d_sae:
@@ -175,17 +304,17 @@ def steer(
         fs = _load_or_compute(model, s, sae, scores_dir, 256)
         max_activation = float(fs.examples.max_activation[feature])
         top = fs.lens.top_tokens[feature]
+        if max_activation <= 0:
+            console.print(
+                f"[yellow]feature {feature} never fired on the scoring corpus (max activation 0), so its steering "
+                "amount is unknown; pass --max-activation[/yellow]"
+            )
+            raise typer.Exit(1)
     else:
-        top = feature_logit_lens(model, s).top_tokens[feature]
-    if max_activation <= 0:
-        console.print(
-            f"[yellow]feature {feature} never fired on the corpus (max activation 0); pass --max-activation[/yellow]"
-        )
-        raise typer.Exit(1)
-    tok = model.tokenizer
+        top = feature_logit_lens(model, s, features=[feature]).top_tokens[feature]
     console.print(
         f"feature {feature} at {sae_site(s)}: max activation {max_activation:.3g}; logit lens: "
-        + " ".join(repr(tok.decode([t])) for t in top[:10].tolist())
+        + " ".join(repr(t) for t in token_strings(model, top[:10].tolist()))
     )
     t = Table(title=f"prompt: {prompt!r}")
     t.add_column("s")
@@ -205,9 +334,19 @@ def steer(
     console.print(t)
 
 
+def _parse_strengths(spec: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(x) for x in spec.split(",") if x.strip())
+    except ValueError:
+        raise typer.BadParameter(f"must be comma-separated numbers such as '2,4,8', got {spec!r}") from None
+    if not values:
+        raise typer.BadParameter("give at least one strength, e.g. --strengths 2,4,8")
+    return values
+
+
 @app.command()
 def replicate(
-    saes: Optional[list[str]] = typer.Argument(None, help="local SAE names (default: all local SAEs)"),
+    saes: Annotated[Optional[list[str]], typer.Argument(help="local SAE names (default: all local SAEs)")] = None,
     small: bool = typer.Option(False, help="a few-minute budget"),
     n_scored: Optional[int] = typer.Option(None, help="output-score this many random features per SAE (default all)"),
     n_rows: int = typer.Option(256, help="held-out sequences for input scores"),
@@ -216,45 +355,48 @@ def replicate(
     n_prompts: int = typer.Option(8, help="prompts per feature"),
     tokens: int = typer.Option(16, help="new tokens per generation"),
     strengths: str = typer.Option("2,4,8", help="comma-separated strengths s"),
-    out: Path = typer.Option(Path("results/sae"), help="results folder (CSV/JSON)"),
-    figures: Optional[Path] = typer.Option(None, help="figures folder (default figures/)"),
+    out: Annotated[Optional[Path], typer.Option(help="results folder (CSV/JSON; default <results>/sae)")] = None,
+    figures: Annotated[Optional[Path], typer.Option(help="figures folder (default figures/)")] = None,
     replot_only: bool = typer.Option(
         False, "--replot", help="only re-summarise the saved results in --out and redraw the figures"
     ),
 ) -> None:
     """Replicate the paper's findings: score scatter, layer trend, steering success (high vs random vs low)."""
-    import json
+    from workbench.artifacts import read_json
+    from workbench.experiments.sae_replication import ReplicationConfig, replot, run_replication
+    from workbench.paths import results_dir
 
+    out = out if out is not None else results_dir() / "sae"
     if replot_only:
-        from workbench.sae.replication import replot
-
         if not (out / "replication.json").exists():
             raise typer.BadParameter(
                 f"no saved results in {out} (expected {out / 'replication.json'}); run without --replot first"
             )
         replot(out, figures)
-        console.print(json.dumps(json.loads((out / "replication.json").read_text()).get("pooled", {}), indent=1))
+        console.print_json(data=read_json(out / "replication.json").get("pooled", {}))
         return
 
     from workbench.models import load_model
     from workbench.sae.loading import list_local_saes, load_sae
-    from workbench.sae.replication import ReplicationConfig, run_replication
 
     names = saes or list_local_saes()
     if not names:
         raise typer.BadParameter("no SAEs given and none in saes/")
-    if small:
-        cfg = ReplicationConfig.small()
-    else:
-        cfg = ReplicationConfig(
-            n_rows=n_rows,
-            n_scored=n_scored,
-            n_steer=n_steer,
-            n_prompts=n_prompts,
-            filter_threshold=filter_threshold,
-            max_new_tokens=tokens,
-            strengths=tuple(float(x) for x in strengths.split(",")),
-        )
+    try:
+        if small:
+            cfg = ReplicationConfig.small()
+        else:
+            cfg = ReplicationConfig(
+                n_rows=n_rows,
+                n_scored=n_scored,
+                n_steer=n_steer,
+                n_prompts=n_prompts,
+                filter_threshold=filter_threshold,
+                max_new_tokens=tokens,
+                strengths=_parse_strengths(strengths),
+            )
+    except (TypeError, ValueError) as err:
+        raise typer.BadParameter(str(err)) from None
     model = load_model()
     cache = None if cfg.n_scored is not None else _scores_dir("x").parent
     res = run_replication(
@@ -266,7 +408,7 @@ def replicate(
         scores_cache=cache,
         log=console.print,
     )
-    console.print(json.dumps({k: res[k] for k in ("pooled", "timing_seconds")}, indent=1, default=float))
+    console.print_json(data={k: res[k] for k in ("pooled", "timing_seconds")})
 
 
 def bench_command(
@@ -274,11 +416,10 @@ def bench_command(
     n_naive: int = typer.Option(32, help="features timed in the naive loop (extrapolated per feature)"),
     batch_size: int = typer.Option(256, help="features per batched forward pass"),
     n_float64: int = typer.Option(8, help="features re-checked with model and SAE in float64 (0 = skip)"),
-    json_out: Optional[Path] = typer.Option(None, help="also write the numbers as JSON here"),
+    json_out: Annotated[Optional[Path], typer.Option(help="also write the numbers as JSON here")] = None,
 ) -> None:
     """Output scores of every latent of one SAE: batched vs one forward pass per feature."""
-    import json
-
+    from workbench.artifacts import save_json
     from workbench.experiments.bench import timing_table
     from workbench.experiments.bench.sae import run_sae_bench
 
@@ -290,8 +431,9 @@ def bench_command(
         f"to all {info['d_sae']} latents."
     )
     console.print(
-        f"scores on that subset, float32: max |Δ| {info['max_abs_diff']:.2e} (max relative {info['max_rel_diff']:.1e}), "
-        f"{info['n_exactly_equal']}/{info['naive_subset']} bit-identical, allclose(rtol 1e-4) = {info['allclose_rtol1e-4']}"
+        f"scores on that subset, float32: max |Δ| {info['max_abs_diff']:.2e} (max relative "
+        f"{info['max_rel_diff']:.1e}), {info['n_exactly_equal']}/{info['naive_subset']} bit-identical, "
+        f"allclose(rtol 1e-4) = {info['allclose_rtol1e-4']}"
     )
     if "float64_features" in info:
         console.print(
@@ -299,5 +441,4 @@ def bench_command(
             f"(max |Δ| {info['float64_max_abs_diff']:.1e})"
         )
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(info, indent=2))
+        save_json(json_out, info, kind="bench_sae", version=1, digits=None)

@@ -356,9 +356,10 @@ def step_gcav(model, cfg: TourConfig, state: dict, s: _Step) -> None:
 
 def step_sae(model, cfg: TourConfig, state: dict, s: _Step) -> None:
     """Input vs output scores of SAE features per layer (Arad et al. 2025), and one feature dashboard."""
-    from workbench.sae.dashboard import write_dashboards
+    from workbench.experiments.sae_dashboard import write_dashboards
+    from workbench.experiments.sae_replication import ReplicationConfig, cooccurrence, score_saes
+    from workbench.plots.sae import score_scatter_figure
     from workbench.sae.loading import list_local_saes, load_sae
-    from workbench.sae.replication import ReplicationConfig, cooccurrence, score_saes, score_scatter_figure
 
     names = list_local_saes()
     if not names:
@@ -397,10 +398,10 @@ def step_sae(model, cfg: TourConfig, state: dict, s: _Step) -> None:
     folder = cfg.figures_dir / "dashboards"
     write_dashboards(model, saes[last], scores[last], [feature], folder, name=last)
     # the dashboard's own figures go into the gallery as one entry (its logit lens panel)
-    from workbench.sae.dashboard import logit_lens_figure
+    from workbench.plots.sae import logit_lens_figure
 
     s.figure(
-        logit_lens_figure(scores[last].lens, feature, model.tokenizer),
+        logit_lens_figure(scores[last].lens, feature, model),
         "sae_feature_dashboard_logit_lens",
         f"Feature dashboard: {last} #{feature}",
         "Logit-lens top and bottom tokens of the highest-output-score feature; the full dashboard "

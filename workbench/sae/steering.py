@@ -21,11 +21,12 @@ feature in every row. The edits (:class:`AddFeature`, :class:`AmplifyFeature`,
 selected positions.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from ..edits import EditContext
@@ -71,6 +72,20 @@ def _features(sae, feature: FeatureIndex, batch: Optional[int]) -> Tensor:
         raise IndexError(f"feature {bad} is out of range for an SAE with {d_sae} features (valid: 0..{d_sae - 1})")
     if batch is not None and idx.numel() not in (1, batch):
         raise ValueError(f"{idx.numel()} features given for {batch} rows; pass one feature, or one per row")
+    return idx
+
+
+def feature_indices(sae, features: Optional[Sequence[int]]) -> Int[Tensor, " n"]:
+    """``features`` as a flat int64 tensor (default: every feature, in order), each checked to be in
+    ``0..d_sae-1``."""
+    if features is None:
+        return torch.arange(sae.cfg.d_sae)
+    idx = torch.as_tensor(features)
+    if idx.is_floating_point() or idx.dtype == torch.bool:
+        raise TypeError(f"features must be integer ids, got {idx.dtype}")
+    idx = idx.long().flatten()
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= sae.cfg.d_sae):
+        raise IndexError(f"features must be in 0..{sae.cfg.d_sae - 1}, got min {int(idx.min())}, max {int(idx.max())}")
     return idx
 
 
@@ -238,6 +253,21 @@ def _fmt(v) -> str:
     if isinstance(v, Tensor):
         return f"[{v.numel()} values]" if v.numel() > 1 else f"{v.item():g}"
     return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def generation_success(
+    new_tokens: Int[Tensor, "batch new"], mask: Bool[Tensor, "batch new"], top_tokens: Int[Tensor, "batch k"]
+) -> Float[Tensor, " batch"]:
+    """Steering success (Arad et al. 2025): per row, the share of generated tokens (where ``mask``)
+    that lie in that row's logit-lens set ``T_i``."""
+    if new_tokens.shape != mask.shape or top_tokens.ndim != 2 or top_tokens.shape[0] != new_tokens.shape[0]:
+        raise ValueError(
+            f"need new_tokens and mask [batch, new] and top_tokens [batch, k], got {tuple(new_tokens.shape)}, "
+            f"{tuple(mask.shape)} and {tuple(top_tokens.shape)}"
+        )
+    top_tokens = top_tokens.to(new_tokens.device)
+    hit = (new_tokens[:, :, None] == top_tokens[:, None, :]).any(-1) & mask.bool()
+    return hit.sum(1).float() / mask.bool().sum(1).clamp_min(1).float()
 
 
 def steer_feature(

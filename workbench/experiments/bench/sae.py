@@ -35,8 +35,9 @@ def float64_agreement(sae_name: str, features: torch.Tensor) -> dict:
     """Batched vs naive output scores on ``features`` with the model and SAE in float64, where
     rounding cannot hide a difference in the computation: how many scores are bit-identical."""
     from workbench.models import load_model
+    from workbench.sae.feature_lens import feature_logit_lens
     from workbench.sae.loading import load_sae
-    from workbench.sae.scores import feature_logit_lens, output_scores, output_scores_naive
+    from workbench.sae.scores import output_scores, output_scores_naive
 
     model = load_model(dtype=torch.float64)
     sae = load_sae(sae_name, dtype="float64")
@@ -56,8 +57,9 @@ def run_sae_bench(
     sae_name: Optional[str] = None, *, n_naive: int = 32, batch_size: int = 256, n_float64: int = 8, console=None
 ) -> tuple[list[Timing], dict]:
     from workbench.models import load_model
+    from workbench.sae.feature_lens import feature_logit_lens
     from workbench.sae.loading import load_sae, sae_site
-    from workbench.sae.scores import feature_logit_lens, output_scores, output_scores_naive
+    from workbench.sae.scores import output_scores, output_scores_naive
 
     if n_naive < 1:
         raise ValueError(f"n_naive must be >= 1, got {n_naive}")

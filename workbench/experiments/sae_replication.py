@@ -1,6 +1,6 @@
 """Replicating Arad, Mueller & Belinkov (2025) on our SAEs: input vs output scores and steering.
 
-1. **Scores** per SAE: logit lens, output scores (batched, :func:`~workbench.sae.scores.output_scores`)
+1. **Scores** per SAE: feature lens, output scores (batched, :func:`workbench.sae.scores.output_scores`)
    and input scores from the top examples over held-out text (one streaming pass for all SAEs).
 2. **Co-occurrence** of high input and high output scores: the observed share of features with both
    ``S_in ≥ τ_in`` and ``S_out`` in the top decile of its layer, against the share expected if the
@@ -9,20 +9,22 @@
 4. **Steering** with four groups of features per layer — the highest output scores; random
    features among those with ``S_out ≥ 0.01`` (the paper's filtering: drop low-output-score
    features); random features; the lowest output scores (all among features with ≥ 10 examples, so
-   their max activation is known) — by adding ``s × max activation`` of the feature on the last prompt token and
-   every generated token (:func:`~workbench.sae.steering.steer_feature`), for a few strengths ``s``.
-   *Generation success* is the share of generated tokens in the feature's top-20 logit-lens tokens
-   ``T_i``; *fluency* is the perplexity of the generated tokens under the unsteered model. The paper
-   reports 2–3× better steering after filtering by output score; :func:`summarise_steering` gives
-   our ratios (filtered / random, high / random, high / low) at each strength.
+   their max activation is known) — by adding ``s × max activation`` of the feature on the last
+   prompt token and every generated token (:func:`workbench.sae.steering.steer_feature`), for a few
+   strengths ``s``. *Generation success* is the share of generated tokens in the feature's top-20
+   logit-lens tokens ``T_i`` (:func:`workbench.sae.steering.generation_success`); *fluency* is the
+   perplexity of the generated tokens under the unsteered model (per-row mean of
+   :func:`workbench.likelihood.token_nll`). The paper reports 2–3× better steering after filtering
+   by output score; :func:`summarise_steering` gives our ratios (filtered / random, high / random,
+   high / low) at each strength.
 
-Every generation row steers a different feature (per-row :class:`~workbench.sae.steering.AddFeature`),
-so one ``reg.generate`` call covers a whole layer × strength.
+Every generation row steers a different feature (per-row :class:`workbench.sae.steering.AddFeature`),
+so one ``reg.generate`` call covers a whole layer × strength. Results are written through
+:mod:`workbench.artifacts`; figures come from :mod:`workbench.plots.sae`.
 """
 
-import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
@@ -31,26 +33,23 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
-from jaxtyping import Bool, Int
-from plotly.subplots import make_subplots
 from torch import Tensor
 
-from ..plots.style import PALETTE, style
-from ..registry import HookRegistry
-from .loading import sae_site
-from .scores import (
-    FeatureScores,
-    _table_for_csv,
-    collect_top_examples,
-    feature_logit_lens,
-    heldout_tokens,
-    output_scores,
-    save_scores,
-    score_table,
-)
-from .steering import AddFeature
+from workbench.artifacts import read_json, save_json, save_table
+from workbench.likelihood import token_nll
+from workbench.paths import results_dir
+from workbench.plots.sae import layer_trend_figure, score_scatter_figure, steering_figure
+from workbench.registry import Generation, HookRegistry
+from workbench.sae.corpus import heldout_tokens
+from workbench.sae.feature_lens import feature_logit_lens
+from workbench.sae.loading import sae_site
+from workbench.sae.scores import output_scores
+from workbench.sae.steering import AddFeature, generation_success
+from workbench.sae.tables import FeatureScores, load_score_table, save_score_table, save_scores, score_table
+from workbench.sae.top_examples import collect_top_examples
+from workbench.validation import check_fields, check_float, check_probability
 
-# Neutral openings for steered generation (our own list, in the spirit of the paper's prefixes).
+# Neutral openings for steered generation (the list the committed results/sae were generated with).
 PREFIXES = (
     "Yesterday I",
     "The report says that",
@@ -71,6 +70,8 @@ PREFIXES = (
 )
 HIGH, FILTERED, RANDOM, LOW = "high output score", "filtered random", "random", "low output score"
 GROUPS = (HIGH, FILTERED, RANDOM, LOW)
+SUMMARY_KIND = "sae_replication_summary"
+FIGURE_NAMES = ("sae_scores_scatter", "sae_scores_by_layer", "sae_steering")
 
 
 @dataclass(frozen=True)
@@ -80,39 +81,55 @@ class ReplicationConfig:
     n_rows: int = 256  # held-out sequences (128 tokens) for the top examples
     n_scored: Optional[int] = None  # output-score this many random features per SAE (None = all)
     n_steer: int = 12  # features per group and layer
-    strengths: tuple[float, ...] = (2.0, 4.0, 8.0)
-    n_prompts: int = 8
-    max_new_tokens: int = 16
-    temperature: float = 0.7
-    min_examples: int = 10
-    input_threshold: float = 0.5
-    output_quantile: float = 0.9
+    strengths: tuple[float, ...] = (2.0, 4.0, 8.0)  # s, in multiples of the feature's max activation
+    n_prompts: int = 8  # prefixes per steered feature
+    max_new_tokens: int = 16  # tokens generated per prefix
+    temperature: float = 0.7  # sampling temperature of the generations (0 = greedy)
+    min_examples: int = 10  # top examples a feature needs for an input score and for steering
+    input_threshold: float = 0.5  # "high input score" for the co-occurrence
+    output_quantile: float = 0.9  # "high output score" = this quantile of its layer
     filter_threshold: float = 0.01  # "filtered random": random features with S_out >= this
-    seed: int = 0
-    batch_size: int = 128
+    seed: int = 0  # feature sampling and generation
+    batch_size: int = 128  # features per output-score forward pass
 
     def __post_init__(self) -> None:
-        for name in ("n_rows", "n_steer", "n_prompts", "max_new_tokens", "min_examples", "batch_size"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if self.n_scored is not None and (not isinstance(self.n_scored, int) or self.n_scored < 3 * self.n_steer):
-            raise ValueError(
-                f"n_scored must be None or an int >= 3 × n_steer ({3 * self.n_steer}), got {self.n_scored!r}"
-            )
-        if not self.strengths or any((not isinstance(s, (int, float))) or s <= 0 for s in self.strengths):
-            raise ValueError(f"strengths must be positive numbers, got {self.strengths!r}")
-        if self.n_prompts > len(PREFIXES):
-            raise ValueError(f"n_prompts must be <= {len(PREFIXES)} (the number of prefixes), got {self.n_prompts}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.input_threshold <= 1 or not 0 < self.output_quantile < 1:
-            raise ValueError("input_threshold must be in (0, 1] and output_quantile in (0, 1)")
+        check_fields(
+            self,
+            n_rows={"kind": "int", "min": 1},
+            n_steer={"kind": "int", "min": 1},
+            n_prompts={"kind": "int", "min": 1, "max": len(PREFIXES)},
+            max_new_tokens={"kind": "int", "min": 1},
+            temperature={"kind": "float", "min": 0.0},
+            min_examples={"kind": "int", "min": 1},
+            input_threshold={"kind": "prob", "open_low": True},
+            output_quantile={"kind": "prob", "open_low": True, "open_high": True},
+            filter_threshold={"kind": "prob"},
+            seed={"kind": "int", "min": 0},
+            batch_size={"kind": "int", "min": 1},
+        )
+        if self.n_scored is not None:
+            if (
+                isinstance(self.n_scored, bool)
+                or not isinstance(self.n_scored, int)
+                or self.n_scored < 3 * self.n_steer
+            ):
+                raise ValueError(
+                    f"ReplicationConfig.n_scored must be None or an int >= 3 × n_steer ({3 * self.n_steer}), "
+                    f"got {self.n_scored!r}"
+                )
+        if not isinstance(self.strengths, tuple) or not self.strengths:
+            raise ValueError(f"ReplicationConfig.strengths must be a non-empty tuple, got {self.strengths!r}")
+        for s in self.strengths:
+            check_float("ReplicationConfig.strengths", s, min=0.0, min_open=True)
 
     @classmethod
     def small(cls) -> "ReplicationConfig":
-        """A few-minute budget (``WORKBENCH_BUDGET=small``)."""
+        """A few-minute budget (tests, notebooks, ``workbench sae replicate --small``)."""
         return cls(n_rows=24, n_scored=96, n_steer=4, strengths=(4.0,), n_prompts=3, max_new_tokens=8)
+
+
+def _quiet(*args, **kwargs) -> None:
+    return None
 
 
 # ----------------------------------------------------------------------------- scores for several SAEs
@@ -125,9 +142,9 @@ def score_saes(
     *,
     tokens: Optional[Tensor] = None,
     progress: bool = True,
-    log=print,
+    log: Callable = _quiet,
 ) -> dict[str, FeatureScores]:
-    """Logit lens + output scores (on ``cfg.n_scored`` random features, or all) + top examples and
+    """Feature lens + output scores (on ``cfg.n_scored`` random features, or all) + top examples and
     input scores (one streaming pass over ``cfg.n_rows`` held-out sequences for all SAEs)."""
     toks = tokens if tokens is not None else heldout_tokens(model, cfg.n_rows)
     t0 = time.time()
@@ -158,6 +175,8 @@ def cooccurrence(
     """How often high input and high output scores co-occur, among features with both scores."""
     from scipy.stats import spearmanr
 
+    check_probability("input_threshold", input_threshold)
+    check_probability("output_quantile", output_quantile)
     t = table.dropna(subset=["input_score", "output_score"])
     t = t[t["n_examples"] >= min_examples]
     if len(t) < 3:
@@ -184,31 +203,15 @@ def cooccurrence(
 # ----------------------------------------------------------------------------- steering evaluation
 
 
-def generation_success(
-    new_tokens: Int[Tensor, "batch new"], mask: Bool[Tensor, "batch new"], top_tokens: Int[Tensor, "batch k"]
-) -> Tensor:
-    """Per row, the share of generated tokens (where ``mask``) that lie in that row's ``T_i``."""
-    hit = (new_tokens[:, :, None] == top_tokens[:, None, :]).any(-1) & mask
-    return hit.sum(1).float() / mask.sum(1).clamp_min(1).float()
-
-
-def continuation_nll(
-    model, tokens: Tensor, attention_mask: Tensor, prompt_width: int, new_mask: Tensor, *, batch_size: int = 16
-) -> Tensor:
-    """Mean negative log-likelihood per row of the generated tokens (columns ``>= prompt_width``,
-    where ``new_mask``) under the *unsteered* model; ``exp`` of it is the perplexity."""
-    reg = HookRegistry(model)
-    out = []
-    with torch.no_grad():
-        for s in range(0, tokens.shape[0], batch_size):
-            t, m = tokens[s : s + batch_size], attention_mask[s : s + batch_size]
-            logits = reg.run(t, attention_mask=m, need_logits=True)
-            logp = logits[:, prompt_width - 1 : -1].float().log_softmax(-1)
-            tgt = t[:, prompt_width:].to(logp.device)
-            nll = -logp.gather(-1, tgt[..., None])[..., 0]
-            mk = new_mask[s : s + batch_size].to(nll.device).float()
-            out.append(((nll * mk).sum(1) / mk.sum(1).clamp_min(1)).cpu())
-    return torch.cat(out)
+def generated_nll(model, gen: Generation, *, batch_size: int = 16) -> Tensor:
+    """Per row, the mean negative log-likelihood of the generated tokens under the *unsteered*
+    model: ``Σ / count`` of :func:`workbench.likelihood.token_nll` over the new, unpadded columns
+    (``exp`` of it is the perplexity)."""
+    width = gen.tokens.shape[1] - gen.new_tokens.shape[1]
+    target = torch.zeros_like(gen.attention_mask, dtype=torch.bool)
+    target[:, width:] = gen.attention_mask[:, width:].bool()
+    sums, counts = token_nll(model, gen.tokens, gen.attention_mask, target, batch_size=batch_size)
+    return sums / counts.clamp_min(1)
 
 
 def pick_groups(
@@ -252,6 +255,8 @@ def steering_experiment(
     """Generate with every feature of every group at every strength; one row per (feature, strength,
     prompt) with ``success`` and ``nll``. Strength 0 (unsteered) rows give each feature's chance
     level. Returns the rows and a few example generations."""
+    if scores.examples is None:
+        raise ValueError("steering needs the features' max activations: score with top examples")
     prompts = list(PREFIXES[: cfg.n_prompts])
     feats = [(g, int(f)) for g, fs in groups.items() for f in fs]
     idx = torch.tensor([f for _, f in feats])
@@ -268,13 +273,7 @@ def steering_experiment(
             rep = len(feats)
             new = gen.new_tokens.repeat(rep, 1)
             mask = gen.attention_mask[:, -gen.new_tokens.shape[1] :].bool().repeat(rep, 1)
-            nll = continuation_nll(
-                model,
-                gen.tokens,
-                gen.attention_mask,
-                gen.tokens.shape[1] - gen.new_tokens.shape[1],
-                gen.attention_mask[:, -gen.new_tokens.shape[1] :],
-            ).repeat(rep)
+            nll = generated_nll(model, gen).repeat(rep)
             completions = gen.completions * rep
         else:
             per_row = idx.repeat_interleave(len(prompts))
@@ -290,7 +289,7 @@ def steering_experiment(
             new = gen.new_tokens
             width = gen.tokens.shape[1] - new.shape[1]
             mask = gen.attention_mask[:, width:].bool()
-            nll = continuation_nll(model, gen.tokens, gen.attention_mask, width, gen.attention_mask[:, width:])
+            nll = generated_nll(model, gen)
             completions = gen.completions
         row_feats = idx.repeat_interleave(len(prompts))
         success = generation_success(new, mask, lens_top[row_feats])
@@ -322,6 +321,12 @@ def steering_experiment(
     return pd.DataFrame(rows), examples
 
 
+def _ratio(a: float, b: float) -> float:
+    if b > 0:
+        return a / b
+    return float("inf") if a > 0 else float("nan")
+
+
 def summarise_steering(rows: pd.DataFrame) -> pd.DataFrame:
     """Per layer × strength × group: mean generation success over features (± s.e.m.), mean *lift*
     (a feature's success minus its success on the unsteered generations, strength 0, which is not
@@ -344,7 +349,7 @@ def summarise_steering(rows: pd.DataFrame) -> pd.DataFrame:
         perplexity_median=("nll", lambda x: float(np.exp(np.median(x)))),
     )
     out = []
-    for (layer, s), g in agg.groupby(["layer", "strength"]):
+    for _, g in agg.groupby(["layer", "strength"]):
         succ = dict(zip(g["group"], g["success"]))
         lift = dict(zip(g["group"], g["lift"]))
         for _, r in g.iterrows():
@@ -359,19 +364,20 @@ def summarise_steering(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def pooled_steering(rows: pd.DataFrame) -> dict:
-    """Over all layers and strengths > 0: mean success and mean lift per group (each feature × strength
-    counts once), and their ratios."""
+    """Over all layers and strengths > 0: mean success and mean lift per group (each feature ×
+    strength counts once), and their ratios."""
     s = summarise_steering(rows)
     s = s[s["strength"] > 0]
     out = {
         "success": s.groupby("group")["success"].mean().to_dict(),
         "lift": s.groupby("group")["lift"].mean().to_dict(),
     }
+    nan = float("nan")
     for key in ("success", "lift"):
         m = out[key]
-        out[f"{key}_ratio_filtered_over_random"] = _ratio(m.get(FILTERED, float("nan")), m.get(RANDOM, float("nan")))
-        out[f"{key}_ratio_high_over_random"] = _ratio(m.get(HIGH, float("nan")), m.get(RANDOM, float("nan")))
-        out[f"{key}_ratio_high_over_low"] = _ratio(m.get(HIGH, float("nan")), m.get(LOW, float("nan")))
+        out[f"{key}_ratio_filtered_over_random"] = _ratio(m.get(FILTERED, nan), m.get(RANDOM, nan))
+        out[f"{key}_ratio_high_over_random"] = _ratio(m.get(HIGH, nan), m.get(RANDOM, nan))
+        out[f"{key}_ratio_high_over_low"] = _ratio(m.get(HIGH, nan), m.get(LOW, nan))
     return out
 
 
@@ -386,145 +392,28 @@ def _add_steering_summary(summary: dict, rows: pd.DataFrame) -> pd.DataFrame:
     return steer
 
 
-def _ratio(a: float, b: float) -> float:
-    if b > 0:
-        return a / b
-    return float("inf") if a > 0 else float("nan")
+def _native(obj):
+    """``obj`` with numpy scalars turned into Python numbers (for JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): _native(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_native(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
 
 
-# ----------------------------------------------------------------------------- figures
+def _save_summary(path: Path, summary: dict) -> None:
+    body = {k: v for k, v in summary.items() if k not in ("kind", "schema_version")}
+    save_json(path, _native(body), kind=SUMMARY_KIND, version=1, digits=None)
 
 
-def score_scatter_figure(
-    tables: Mapping[str, pd.DataFrame],
-    *,
-    min_examples: int = 10,
-    title: str = "Input score vs output score per feature",
-) -> go.Figure:
-    """One panel per SAE: each dot a feature (with ≥ ``min_examples`` top examples)."""
-    names = list(tables)
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, shared_yaxes=True, horizontal_spacing=0.04)
-    for c, name in enumerate(names, start=1):
-        t = tables[name].dropna(subset=["input_score", "output_score"])
-        t = t[t["n_examples"] >= min_examples]
-        hover = [
-            f"feature {f}<br>S_in {a:.2f}, S_out {b:.3f}<br>{' '.join(map(repr, toks[:5]))}"
-            for f, a, b, toks in zip(t["feature"], t["input_score"], t["output_score"], t["top_tokens"])
-        ]
-        fig.add_trace(
-            go.Scattergl(
-                x=t["input_score"],
-                y=t["output_score"],
-                mode="markers",
-                name=name,
-                showlegend=False,
-                marker=dict(size=4, opacity=0.45, color=PALETTE[(c - 1) % len(PALETTE)]),
-                hovertext=hover,
-                hoverinfo="text",
-            ),
-            row=1,
-            col=c,
-        )
-        fig.update_xaxes(title_text="input score S_in (share)", range=[-0.03, 1.03], row=1, col=c)
-    fig.update_yaxes(title_text="output score S_out", row=1, col=1)
-    return style(fig, title=title, width=max(420, 330 * len(names)), height=420)
-
-
-def layer_trend_figure(
-    tables: Mapping[int, pd.DataFrame], *, min_examples: int = 10, title: str = "Input and output scores by layer"
-) -> go.Figure:
-    """Two panels against the SAE's layer: mean (± s.e.m.) input score and mean output score, over
-    features with ≥ ``min_examples`` top examples (y axes start at 0)."""
-    layers = sorted(tables)
-    fig = make_subplots(
-        rows=1, cols=2, subplot_titles=("input score S_in", "output score S_out"), horizontal_spacing=0.14
-    )
-    for col, (key, colour) in enumerate((("input_score", PALETTE[0]), ("output_score", PALETTE[3])), start=1):
-        means, sems, ns = [], [], []
-        for L in layers:
-            t = tables[L]
-            v = t[t["n_examples"] >= min_examples][key].dropna()
-            means.append(float(v.mean()) if len(v) else float("nan"))
-            sems.append(float(v.sem()) if len(v) > 1 else 0.0)
-            ns.append(len(v))
-        fig.add_trace(
-            go.Scatter(
-                x=layers,
-                y=means,
-                error_y=dict(type="data", array=sems),
-                mode="lines+markers",
-                name=f"mean {key.replace('_', ' ')}",
-                line=dict(color=colour),
-                showlegend=False,
-                customdata=ns,
-                hovertemplate="layer %{x}: mean %{y:.4f} over %{customdata} features<extra></extra>",
-            ),
-            row=1,
-            col=col,
-        )
-        fig.update_xaxes(title_text="layer (resid_post)", tickvals=layers, row=1, col=col)
-        fig.update_yaxes(title_text=f"mean {key.replace('_', ' ')} (± s.e.m.)", rangemode="tozero", row=1, col=col)
-    return style(fig, title=title, width=820, height=420)
-
-
-def steering_figure(
-    summary: pd.DataFrame, *, title: str = "Steering with SAE features: success and fluency"
-) -> go.Figure:
-    """Top row: generation success vs strength per group, one panel per layer (strength 0 = the
-    unsteered chance level). Bottom row: median perplexity of the generations (log scale)."""
-    layers = sorted(dict.fromkeys(summary["layer"]), key=_layer_key)
-    fig = make_subplots(
-        rows=2,
-        cols=len(layers),
-        subplot_titles=layers,
-        shared_xaxes=True,
-        vertical_spacing=0.1,
-        horizontal_spacing=0.05,
-    )
-    for c, layer in enumerate(layers, start=1):
-        for gi, group in enumerate(GROUPS):
-            g = summary[(summary["layer"] == layer) & (summary["group"] == group)].sort_values("strength")
-            if g.empty:
-                continue
-            colour = PALETTE[[3, 1, 7, 0][gi]]
-            fig.add_trace(
-                go.Scatter(
-                    x=g["strength"],
-                    y=g["success"],
-                    error_y=dict(type="data", array=g["success_sem"].fillna(0)),
-                    mode="lines+markers",
-                    name=group,
-                    legendgroup=group,
-                    showlegend=c == 1,
-                    line=dict(color=colour),
-                ),
-                row=1,
-                col=c,
-            )
-            fig.add_trace(
-                go.Scatter(
-                    x=g["strength"],
-                    y=g["perplexity_median"],
-                    mode="lines+markers",
-                    name=group,
-                    legendgroup=group,
-                    showlegend=False,
-                    line=dict(color=colour, dash="dot"),
-                ),
-                row=2,
-                col=c,
-            )
-        fig.update_xaxes(title_text="strength s (× max activation)", row=2, col=c)
-        fig.update_yaxes(type="log", row=2, col=c)
-    fig.update_yaxes(range=[-0.03, 1.03], row=1)  # one scale for every layer: success is a share
-    fig.update_yaxes(title_text="success (share in T_i)", row=1, col=1)
-    fig.update_yaxes(title_text="perplexity", row=2, col=1)
-    return style(fig, title=title, width=max(500, 360 * len(layers)), height=640)
-
-
-def _layer_key(label: str):
-    digits = "".join(ch for ch in str(label) if ch.isdigit())
-    return (int(digits) if digits else 10**9, str(label))
+def _figures(scores_by_label: Mapping[str, pd.DataFrame], scores_by_layer, steer, min_examples: int):
+    return {
+        "sae_scores_scatter": score_scatter_figure(scores_by_label, min_examples=min_examples),
+        "sae_scores_by_layer": layer_trend_figure(scores_by_layer, min_examples=min_examples),
+        "sae_steering": steering_figure(steer, groups=GROUPS),
+    }
 
 
 # ----------------------------------------------------------------------------- the whole run
@@ -535,18 +424,19 @@ def run_replication(
     saes: Mapping[str, object],
     cfg: ReplicationConfig = ReplicationConfig(),
     *,
-    out_dir: Optional[Path] = Path("results/sae"),
+    out_dir: Optional[Path] = None,
     figures_dir: Optional[Path] = None,
     scores_cache: Optional[Path] = None,
     save: bool = True,
     progress: bool = True,
-    log=print,
+    log: Callable = print,
 ) -> dict:
     """Scores, co-occurrence, layer trend and steering for ``saes`` (``{name: sae}``); writes CSV /
-    JSON under ``out_dir`` and figures ``sae_scores_scatter``, ``sae_scores_by_layer`` and
-    ``sae_steering`` when ``save``; with ``scores_cache``, each SAE's scores and top examples too
-    (:func:`~workbench.sae.scores.save_scores`). Returns the summary dict (plus ``figures`` and ``scores``)."""
-    from ..experiments.export import save_figure
+    JSON under ``out_dir`` (default ``results_dir() / "sae"``) and the figures
+    ``sae_scores_scatter``, ``sae_scores_by_layer`` and ``sae_steering`` when ``save``; with
+    ``scores_cache``, each SAE's scores and top examples too (:func:`workbench.sae.tables.save_scores`).
+    Returns the summary dict (plus ``figures``, ``scores`` and ``tables``)."""
+    from workbench.experiments.export import save_figure
 
     t_start = time.time()
     scored = score_saes(model, saes, cfg, progress=progress, log=log)
@@ -591,71 +481,80 @@ def run_replication(
     rows = pd.concat(all_rows, ignore_index=True)
     steer = _add_steering_summary(summary, rows)
     summary["timing_seconds"]["total"] = round(time.time() - t_start, 1)
-    tables_by_label = {f"{label[n]} ({n})": scored[n].table for n in saes}
-    figs = {
-        "sae_scores_scatter": score_scatter_figure(
-            {label[n]: scored[n].table for n in saes}, min_examples=cfg.min_examples
-        ),
-        "sae_scores_by_layer": layer_trend_figure(
-            {layers[n]: scored[n].table for n in saes}, min_examples=cfg.min_examples
-        ),
-        "sae_steering": steering_figure(steer),
-    }
+    figs = _figures(
+        {label[n]: scored[n].table for n in saes}, {layers[n]: scored[n].table for n in saes}, steer, cfg.min_examples
+    )
     if save:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir = Path(out_dir) if out_dir is not None else results_dir() / "sae"
         for n in saes:
-            _table_for_csv(scored[n].table).to_csv(out_dir / f"scores_{n}.csv", index=False)
+            save_score_table(scored[n].table, out_dir / f"scores_{n}.csv")
             if scores_cache is not None:
                 save_scores(scored[n], Path(scores_cache) / n)  # reused by `workbench sae dashboard` / `steer`
-        rows.to_csv(out_dir / "steering_rows.csv", index=False)
-        steer.to_csv(out_dir / "steering_summary.csv", index=False)
-        (out_dir / "steering_examples.json").write_text(json.dumps(all_examples, indent=1, ensure_ascii=False))
-        (out_dir / "replication.json").write_text(json.dumps(summary, indent=2, default=float))
+        save_table(rows, out_dir / "steering_rows.csv")
+        save_table(steer, out_dir / "steering_summary.csv")
+        save_json(
+            out_dir / "steering_examples.json", {"examples": all_examples}, kind="sae_steering_examples", version=1
+        )
+        _save_summary(out_dir / "replication.json", summary)
         for fname, fig in figs.items():
             save_figure(fig, fname, directory=figures_dir)
     summary["figures"] = figs
     summary["scores"] = scored
-    summary["tables"] = tables_by_label
+    summary["tables"] = {f"{label[n]} ({n})": scored[n].table for n in saes}
     return summary
 
 
 def replot(
-    out_dir: Path = Path("results/sae"),
+    out_dir: Optional[Path] = None,
     figures_dir: Optional[Path] = None,
     *,
     save: bool = True,
     formats: Sequence[str] = ("html", "png", "svg"),
 ) -> dict[str, go.Figure]:
-    """Rebuild the three replication figures from the CSV / JSON that :func:`run_replication` wrote;
-    when ``steering_rows.csv`` is there, the steering summary, ratios and pooled numbers in
-    ``replication.json`` / ``steering_summary.csv`` are recomputed from it first."""
-    from ..experiments.export import save_figure
+    """Rebuild the three replication figures from the CSV / JSON that :func:`run_replication` wrote
+    (default folder ``results_dir() / "sae"``); when ``steering_rows.csv`` is there, the steering
+    summary, ratios and pooled numbers in ``replication.json`` / ``steering_summary.csv`` are
+    recomputed from it first."""
+    from workbench.artifacts import load_table
+    from workbench.experiments.export import save_figure
 
-    out_dir = Path(out_dir)
-    summary = json.loads((out_dir / "replication.json").read_text())
+    out_dir = Path(out_dir) if out_dir is not None else results_dir() / "sae"
+    summary = read_json(out_dir / "replication.json")
+    if "saes" not in summary or "config" not in summary:
+        raise ValueError(f"{out_dir / 'replication.json'} lacks 'saes' or 'config'; it is not a replication summary")
     min_examples = summary["config"]["min_examples"]
-    tables = {}
-    for name, info in summary["saes"].items():
-        t = pd.read_csv(out_dir / f"scores_{name}.csv")
-        t["top_tokens"] = [str(x).split(" | ") if isinstance(x, str) else [] for x in t["top_tokens"]]
-        tables[info["layer"]] = t
-    layers = sorted(tables)
+    tables = {info["layer"]: load_score_table(out_dir / f"scores_{name}.csv") for name, info in summary["saes"].items()}
     rows_path = out_dir / "steering_rows.csv"
     if rows_path.exists():  # re-summarise from the raw rows, so summary and JSON follow the current definitions
         summary = {k: v for k, v in summary.items() if not k.startswith("pooled_")}
-        steer = _add_steering_summary(summary, pd.read_csv(rows_path))
+        steer = _add_steering_summary(summary, load_table(rows_path, required_columns=("layer", "group", "success")))
         if save:
-            steer.to_csv(out_dir / "steering_summary.csv", index=False)
-            (out_dir / "replication.json").write_text(json.dumps(summary, indent=2, default=float))
+            save_table(steer, out_dir / "steering_summary.csv")
+            _save_summary(out_dir / "replication.json", summary)
     else:
-        steer = pd.read_csv(out_dir / "steering_summary.csv")
-    figs = {
-        "sae_scores_scatter": score_scatter_figure({f"L{L}": tables[L] for L in layers}, min_examples=min_examples),
-        "sae_scores_by_layer": layer_trend_figure(tables, min_examples=min_examples),
-        "sae_steering": steering_figure(steer),
-    }
+        steer = load_table(out_dir / "steering_summary.csv", required_columns=("layer", "group", "strength"))
+    figs = _figures({f"L{L}": tables[L] for L in sorted(tables)}, tables, steer, min_examples)
     if save:
         for fname, fig in figs.items():
             save_figure(fig, fname, directory=figures_dir, formats=formats)
     return figs
+
+
+__all__ = [
+    "FILTERED",
+    "GROUPS",
+    "HIGH",
+    "LOW",
+    "PREFIXES",
+    "RANDOM",
+    "ReplicationConfig",
+    "cooccurrence",
+    "generated_nll",
+    "pick_groups",
+    "pooled_steering",
+    "replot",
+    "run_replication",
+    "score_saes",
+    "steering_experiment",
+    "summarise_steering",
+]

@@ -1,4 +1,4 @@
-"""Pure parts of the replication: generation success, perplexity, co-occurrence, groups, summary, figures."""
+"""The replication experiment's parts: generation success, perplexity, co-occurrence, groups, summary, replot."""
 
 import math
 
@@ -8,24 +8,23 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from workbench.sae.replication import (
+from workbench.experiments.sae_replication import (
     FILTERED,
     GROUPS,
     HIGH,
     LOW,
     RANDOM,
     ReplicationConfig,
-    continuation_nll,
     cooccurrence,
-    generation_success,
-    layer_trend_figure,
+    generated_nll,
     pick_groups,
     pooled_steering,
     replot,
-    score_scatter_figure,
-    steering_figure,
     summarise_steering,
 )
+from workbench.plots.sae import steering_figure
+from workbench.registry import Generation
+from workbench.sae.steering import generation_success
 
 
 def test_generation_success_counts_masked_tokens_in_each_rows_lens_tokens():
@@ -36,20 +35,20 @@ def test_generation_success_counts_masked_tokens_in_each_rows_lens_tokens():
     assert generation_success(new, mask, top).tolist() == pytest.approx([1 / 3, 2 / 4])
 
 
-def test_continuation_nll_matches_log_softmax_by_hand(tiny):
+def test_generated_nll_is_the_mean_over_new_unpadded_tokens_by_hand(tiny):
     g = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, 50, (3, 7), generator=g)
     mask = torch.ones_like(tokens)
     mask[0, :2] = 0  # left padding in the prompt
-    new_mask = torch.ones(3, 3, dtype=torch.long)
-    new_mask[2, 2] = 0  # a finished row
-    got = continuation_nll(tiny, tokens, mask, 4, new_mask, batch_size=2)
+    mask[2, 6] = 0  # a finished row
+    gen = Generation(tokens, mask, torch.tensor([2, 4, 4]), tokens[:, 4:], ["", "", ""], ["", "", ""])
+    got = generated_nll(tiny, gen, batch_size=2)
     for b in range(3):
         keep = mask[b].bool()
         row = tokens[b][keep]
         logp = tiny(row[None]).log_softmax(-1)[0]
-        start = 4 - int((~keep).sum())
-        n = int(new_mask[b].sum())
+        start = 4 - int((~keep[:4]).sum())
+        n = int(mask[b, 4:].sum())
         nll = [-logp[start + j - 1, row[start + j]].item() for j in range(n)]
         assert got[b].item() == pytest.approx(sum(nll) / n, abs=1e-4)
 
@@ -100,7 +99,7 @@ def test_pick_groups_high_low_random():
     assert (t.set_index("feature").loc[groups[FILTERED], "output_score"] >= 0.1).all()
     with pytest.raises(ValueError, match="need 300"):
         pick_groups(t, 100)
-    with pytest.raises(ValueError, match="S_out >= 0.5"):
+    with pytest.raises(ValueError, match=r"S_out >= 0.5"):
         pick_groups(t, 5, filter_threshold=0.5)
 
 
@@ -146,9 +145,12 @@ def test_summary_ratios_and_lift_by_hand():
 def test_replot_resummarises_saved_rows_and_drops_stale_keys(tmp_path):
     import json
 
+    from workbench.sae.tables import load_score_table, save_score_table
+
     t = _table(seed=3)
-    t["top_tokens"] = "a | b"
-    t.to_csv(tmp_path / "scores_sae6.csv", index=False)
+    t["top_tokens"] = [["a", "b"]] * len(t)
+    save_score_table(t, tmp_path / "scores_sae6.csv")
+    assert load_score_table(tmp_path / "scores_sae6.csv")["top_tokens"][0] == ["a", "b"]
     _steering_rows().to_csv(tmp_path / "steering_rows.csv", index=False)
     (tmp_path / "replication.json").write_text(
         json.dumps(
@@ -162,22 +164,18 @@ def test_replot_resummarises_saved_rows_and_drops_stale_keys(tmp_path):
     )  # save=False: untouched
     replot(tmp_path, tmp_path / "figs", formats=("html",))
     saved = json.loads((tmp_path / "replication.json").read_text())
+    assert saved["kind"] == "sae_replication_summary"
     assert "pooled_ratio_high_over_random" not in saved
     assert saved["pooled"]["success_ratio_high_over_random"] == pytest.approx(3.0)
     assert "lift" in pd.read_csv(tmp_path / "steering_summary.csv").columns
     assert (tmp_path / "figs" / "sae_steering.html").exists()
 
 
-def test_figures_are_plotly_figures():
-    tables = {"L6": _table(seed=1), "L24": _table(seed=2)}
-    assert isinstance(score_scatter_figure(tables), go.Figure)
-    fig = layer_trend_figure({6: tables["L6"], 24: tables["L24"]})
-    assert isinstance(fig, go.Figure) and len(fig.data) == 2
-
-
 def test_config_validation():
     with pytest.raises(ValueError, match="strengths"):
         ReplicationConfig(strengths=(0.0,))
+    with pytest.raises(ValueError, match=r"ReplicationConfig.temperature"):
+        ReplicationConfig(temperature=float("nan"))
     with pytest.raises(ValueError, match="n_scored"):
         ReplicationConfig(n_scored=5, n_steer=4)
     with pytest.raises(ValueError, match="n_prompts"):
