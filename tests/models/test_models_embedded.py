@@ -1,12 +1,11 @@
-import os
-import subprocess
-import sys
+"""The embedded SmolLM2-135M-Instruct: the generic GGUF route against Hugging Face and against the
+hand-built HookedTransformer of earlier versions (``smollm2_config`` + ``convert_llama_weights``)."""
 
 import pytest
 import torch
 
-from workbench import HookRegistry, chat_prompt, tiny_model
-from workbench.models import cache_dir
+from workbench import HookRegistry, chat_prompt
+from workbench.models import cache_dir, smollm2_config
 
 PROMPTS = [
     "The capital of France is",
@@ -16,13 +15,18 @@ PROMPTS = [
 ]
 
 
-@pytest.mark.embedded
-def test_parity_with_hugging_face_llama(embedded):
-    """log p from our HookedTransformer equals HF LlamaForCausalLM on the same dequantised GGUF."""
+@pytest.fixture(scope="module")
+def hf_embedded():
     from workbench.models import load_hf_embedded
 
-    hf, tok = load_hf_embedded()
-    prompts = PROMPTS + [chat_prompt(embedded, "Name three fruits.")]
+    return load_hf_embedded()
+
+
+@pytest.mark.embedded
+def test_parity_with_hugging_face_llama(embedded, hf_embedded):
+    """log p from our HookedTransformer equals HF LlamaForCausalLM on the same dequantised GGUF."""
+    hf, tok = hf_embedded
+    prompts = [*PROMPTS, chat_prompt(embedded, "Name three fruits.")]
     worst = 0.0
     for p in prompts:
         ids = tok(p, return_tensors="pt").input_ids
@@ -35,14 +39,45 @@ def test_parity_with_hugging_face_llama(embedded):
 
 
 @pytest.mark.embedded
+def test_generic_route_reproduces_the_hand_built_model(embedded, hf_embedded):
+    """Same logits (to 1e-5) as the HookedTransformer earlier versions built by hand: the config
+    written out in ``smollm2_config`` and TransformerLens' ``convert_llama_weights``."""
+    import warnings
+
+    from transformer_lens import HookedTransformer
+    from transformer_lens.pretrained.weight_conversions.llama import convert_llama_weights
+
+    hf, tok = hf_embedded
+    cfg = smollm2_config()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ref = HookedTransformer(cfg, tokenizer=tok, move_to_device=False)
+    ref.load_state_dict(convert_llama_weights(hf, cfg), strict=False)
+    ref.eval()
+    hand, ours = ref.cfg.to_dict(), embedded.cfg.to_dict()
+    # fields that may differ: bookkeeping, and eps, which the GGUF stores as float32(1e-5)
+    benign = {"tokenizer_name", "init_weights", "tokenizer_prepends_bos", "eps"}
+    assert {k: (hand[k], ours.get(k)) for k in hand if k not in benign and hand[k] != ours.get(k)} == {}
+    assert torch.tensor(ours["eps"], dtype=torch.float32) == torch.tensor(hand["eps"], dtype=torch.float32)
+    worst = 0.0
+    for p in [*PROMPTS, chat_prompt(embedded, "Name three fruits.")]:
+        assert torch.equal(ref.to_tokens(p), embedded.to_tokens(p))
+        ids = embedded.to_tokens(p)
+        with torch.no_grad():
+            worst = max(worst, (ref(ids) - embedded(ids)).abs().max().item())
+    assert worst < 1e-5, f"max |Δ logit| = {worst}"
+
+
+@pytest.mark.embedded
 def test_embedded_config_and_chat_prompt(embedded):
     cfg = embedded.cfg
     assert (cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.n_key_value_heads, cfg.d_mlp) == (30, 576, 9, 3, 1536)
     assert cfg.rotary_base == 100000 and cfg.normalization_type == "RMS" and cfg.gated_mlp
+    assert cfg.model_name == "SmolLM2-135M-Instruct" and not cfg.default_prepend_bos
     p = chat_prompt(embedded, "Hi", system="Be brief.")
     assert p.startswith("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n")
     assert p.endswith("<|im_start|>assistant\n")
-    assert (cache_dir() / "smollm2-135m-instruct").exists()
+    assert (cache_dir() / "smollm2-135m-instruct" / "v2" / "model.safetensors").exists()
     with pytest.raises(ValueError, match="role"):
         chat_prompt(embedded, [{"role": "robot", "content": "x"}])
 
@@ -64,19 +99,3 @@ def test_kv_cached_steered_generation_matches_full_forward_on_embedded(embedded)
     # and steering changed the output distribution (the test can fail if the steer did nothing)
     plain = embedded(g.tokens[:, :-1], attention_mask=g.attention_mask[:, :-1])
     assert (plain[:, -1] - full[:, -1]).abs().max() > 1e-2
-
-
-def test_other_names_go_to_from_pretrained_and_fail_clearly_offline():
-    code = "from workbench.models import load_model\nload_model('gpt2')"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode != 0
-    assert "ModelLoadError" in out.stderr and "smollm2-135m-instruct" in out.stderr and "'gpt2'" in out.stderr
-
-
-def test_tiny_model_is_llama_shaped_and_deterministic():
-    a, b = tiny_model(seed=3), tiny_model(seed=3)
-    assert a.cfg.gated_mlp and a.cfg.normalization_type == "RMS" and a.cfg.n_key_value_heads == 2
-    toks = torch.randint(0, 50, (1, 5))
-    torch.testing.assert_close(a(toks), b(toks))
-    assert tiny_model(gated=False).cfg.normalization_type == "LN"
