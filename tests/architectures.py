@@ -211,6 +211,17 @@ def left_padded(rows: list[list[int]], pad_id: int = 0):
     return pad_rows(rows, pad_id, padding_side="left")
 
 
+def ragged_prompts(model: HookedTransformer, lengths=(5, 9, 7), *, seed: int = 0, padding_side: str = "left"):
+    """A ``workbench.tokens.Batch`` of random prompts of unequal ``lengths``, padded with id 0. Token ids
+    are drawn from ``[3, d_vocab)``, so they never collide with ``TinyTokenizer``'s pad/BOS/EOS ids
+    (TransformerLens' ``generate`` finds left padding by the pad id)."""
+    from workbench.tokens import pad_rows
+
+    g = torch.Generator().manual_seed(seed)
+    rows = [torch.randint(3, model.cfg.d_vocab, (n,), generator=g).tolist() for n in lengths]
+    return pad_rows(rows, 0, padding_side=padding_side)
+
+
 class TinyTokenizer:
     """A minimal tokenizer for tiny models: one token per whitespace-separated word, id from a stable
     hash into ``[3, d_vocab)``; ids 0/1/2 are pad/BOS/EOS. Enough for ``workbench.tokens.encode``,
@@ -263,6 +274,7 @@ __all__ = [
     "family_config",
     "family_model",
     "left_padded",
+    "ragged_prompts",
     "random_tokens",
     "with_tokenizer",
 ]

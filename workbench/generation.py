@@ -1,93 +1,98 @@
-"""KV-cached decoding that keeps weights contiguous.
+"""KV-cached decoding: the forward pass of ``HookedTransformer``, one chunk at a time.
 
-TransformerLens' forward transposes and copies the gated-MLP and unembedding weights on every call
-(``W_gate.T.contiguous()``, ``W_U.T.contiguous()``); in token-by-token decoding that copy dominates.
-``Decoder`` runs the same computation, block by block, through the model's own attention modules,
-norms and hook points (so probes and steers fire exactly as in ``model(...)``), but with
-transposed weights prepared once and reused, and with the unembedding applied to the last
-position only.
+``Decoder.step`` feeds the prompt, then one token per step, and returns the logits at each chunk's
+last column. It runs the model's own modules (embeddings, norms, hook points), so probes and steers
+fire exactly as in ``model(...)``; two parts are fused for speed where the config allows it:
+
+* **The block** (``_block_forward``) mirrors ``TransformerBlock.forward`` for pre-norm blocks,
+  sequential or parallel (``parallel_attn_mlp``, GPT-J/NeoX: ``h + attn(ln1 h) + mlp(ln2 h)``), with
+  or without the Gemma-2 post-norms (``use_normalization_before_and_after``:
+  ``h + ln1_post(attn(ln1 h))``), attention-only or not. The gated MLP is applied as
+  ``(act(x W_gate) ⊙ x W_in + b_in) W_out + b_out`` straight from the parameters; TransformerLens copies
+  ``W.T.contiguous()`` of each weight on every call instead.
+* **The attention** (``_attention``) is causal softmax attention against pre-allocated, already
+  rotated key/value buffers: ``softmax(mask(softcap(q kᵀ / attn_scale))) v`` with TransformerLens'
+  own rotary tables and position ids, its ``attn_scale`` (which holds ``use_attn_scale`` and
+  ``scale_attn_by_inverse_layer_idx``), GQA head grouping, the score soft-cap
+  ``c·tanh(s/c)`` of ``attn_scores_soft_cap`` (Gemma-2), and the sliding window of local layers
+  (``attn_types``/``window_size``: key column > query column − window, as TransformerLens masks).
+
+Every config field that changes the computation is either reproduced, or listed in
+``_BLOCK_REQUIREMENTS``/``_ATTN_REQUIREMENTS``; a layer whose config is not covered runs through
+TransformerLens' own block or attention module (with its own KV cache), never through a fused
+approximation. ``decoder_plan(model)`` says which path each layer takes and why.
+
+Nothing is cached between calls: the fused paths read the parameters at every step, so weights
+edited in place, through ``.data`` or by replacing a ``Parameter`` are always the ones used.
+The logits come from ``workbench.readout`` (final norm, unembedding, output soft-cap).
 """
 
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional
 
-import einops
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+from transformer_lens.components import Attention, GroupedQueryAttention
 from transformer_lens.components.mlps.gated_mlp import GatedMLP
+from transformer_lens.components.transformer_block import TransformerBlock
+from transformer_lens.hook_points import HookPoint
+from transformer_lens.utilities.activation_functions import apply_softcap
+from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
 
-_FAST_BLOCK_OFF = (
-    "use_attn_in",
-    "use_split_qkv_input",
-    "parallel_attn_mlp",
-    "attn_only",
-    "use_normalization_before_and_after",
-    "use_hook_mlp_in",
+from .readout import final_norm, unembed_normed
+
+
+@dataclass(frozen=True)
+class _Requirement:
+    """A config field the fused path does not reproduce: ``ok(cfg)`` is False when it is set."""
+
+    field: str
+    ok: Callable[[object], bool]
+    why: str
+
+
+def _off(name: str) -> Callable[[object], bool]:
+    return lambda cfg: not getattr(cfg, name, False)
+
+
+_BLOCK_REQUIREMENTS = (
+    _Requirement("use_attn_in", _off("use_attn_in"), "per-head attention inputs"),
+    _Requirement("use_split_qkv_input", _off("use_split_qkv_input"), "separate q/k/v inputs"),
+    _Requirement(
+        "original_architecture",
+        lambda cfg: cfg.original_architecture not in POST_NORM_ARCHITECTURES,
+        "post-norm block (OLMo 2/3: ln1/ln2 after the sublayers)",
+    ),
+    _Requirement(
+        "positional_embedding_type",
+        lambda cfg: cfg.positional_embedding_type != "shortformer",
+        "shortformer positions are added to every attention input",
+    ),
 )
 
+_ATTN_REQUIREMENTS = (
+    _Requirement(
+        "positional_embedding_type",
+        lambda cfg: cfg.positional_embedding_type in ("rotary", "standard"),
+        "only rotary or absolute positions",
+    ),
+    _Requirement("use_qk_norm", _off("use_qk_norm"), "QK-norm"),
+    _Requirement("clip_qkv", lambda cfg: getattr(cfg, "clip_qkv", None) is None, "q/k/v clipping"),
+    _Requirement("use_logn_attn", _off("use_logn_attn"), "log-n query scaling"),
+    _Requirement("use_attn_result", _off("use_attn_result"), "per-head results (hook_result)"),
+    _Requirement("ungroup_grouped_query_attention", _off("ungroup_grouped_query_attention"), "ungrouped GQA"),
+    _Requirement("use_dynamic_ntk_rope", _off("use_dynamic_ntk_rope"), "rotary tables that change with length"),
+    _Requirement("use_attention_sinks", _off("use_attention_sinks"), "attention sinks"),
+    _Requirement("load_in_4bit", _off("load_in_4bit"), "4-bit weights"),
+)
 
-def _fast_blocks_ok(model) -> bool:
-    cfg = model.cfg
-    if any(getattr(cfg, k, False) for k in _FAST_BLOCK_OFF):
-        return False
-    if cfg.positional_embedding_type == "shortformer":
-        return False
-    from transformer_lens.components.transformer_block import POST_NORM_ARCHITECTURES
-
-    return cfg.original_architecture not in POST_NORM_ARCHITECTURES
-
-
-class _Transposed:
-    """Contiguous transposed copies of weights, refreshed when a weight changes (version counter)."""
-
-    def __init__(self) -> None:
-        self._store: dict = {}
-
-    def get(self, weight: Tensor) -> Tensor:
-        key = (weight.data_ptr(), weight._version, tuple(weight.shape), weight.dtype)
-        hit = self._store.get(id(weight))
-        if hit is None or hit[0]() is not weight or hit[1] != key:
-            ident = id(weight)
-            ref = weakref.ref(weight, lambda _r, i=ident: self._store.pop(i, None))
-            hit = (ref, key, weight.detach().T.contiguous())
-            self._store[ident] = hit
-        return hit[2]
-
-    def _cached(self, weight: Tensor, tag: str, make) -> Tensor:
-        key = (weight.data_ptr(), weight._version, tuple(weight.shape), weight.dtype)
-        ident = (id(weight), tag)
-        hit = self._store.get(ident)
-        if hit is None or hit[0]() is not weight or hit[1] != key:
-            ref = weakref.ref(weight, lambda _r, i=ident: self._store.pop(i, None))
-            hit = (ref, key, make(weight.detach()))
-            self._store[ident] = hit
-        return hit[2]
-
-    def heads_in(self, W: Tensor) -> Tensor:
-        """``[n, d_model, d_head]`` -> ``[(n d_head), d_model]`` for ``F.linear``."""
-        return self._cached(W, "in", lambda w: einops.rearrange(w, "n m h -> (n h) m").contiguous())
-
-    def heads_out(self, W: Tensor) -> Tensor:
-        """``[n, d_head, d_model]`` -> ``[d_model, (n d_head)]`` for ``F.linear``."""
-        return self._cached(W, "out", lambda w: einops.rearrange(w, "n h m -> m (n h)").contiguous())
-
-
-_TRANSPOSED = _Transposed()
-
-
-def _gated_mlp(mlp: GatedMLP, x: Tensor) -> Tensor:
-    """GatedMLP.forward with cached contiguous transposes; same hook points, same math."""
-    pre_act = mlp.hook_pre(F.linear(x, _TRANSPOSED.get(mlp.W_gate)))
-    pre_linear = mlp.hook_pre_linear(F.linear(x, _TRANSPOSED.get(mlp.W_in)))
-    post_act = mlp.hook_post(mlp.act_fn(pre_act) * pre_linear + mlp.b_in)
-    return F.linear(post_act, _TRANSPOSED.get(mlp.W_out), mlp.b_out)
-
-
+# Hook points inside an attention module. The fused attention fires none of them, so a layer whose
+# attention carries a hook (or a module spliced in their place, e.g. a SAELens SAE) runs through
+# TransformerLens' attention.
 _ATTN_HOOKS = (
     "hook_q",
     "hook_k",
@@ -101,31 +106,94 @@ _ATTN_HOOKS = (
 )
 
 
+def _unmet(requirements, cfg) -> list[str]:
+    return [f"cfg.{r.field}={getattr(cfg, r.field, None)!r} ({r.why})" for r in requirements if not r.ok(cfg)]
+
+
+def _has_hooks(module) -> bool:
+    return bool(module._forward_hooks or module._forward_pre_hooks)
+
+
+def _block_blockers(block) -> list[str]:
+    """Why ``block`` cannot run through ``_block_forward`` (empty: it can)."""
+    if type(block) is not TransformerBlock:
+        return [f"block type {type(block).__name__}"]
+    out = _unmet(_BLOCK_REQUIREMENTS, block.cfg)
+    if _has_hooks(block):
+        out.append("a hook on the block module itself")
+    return out
+
+
+def _attn_static_blockers(attn) -> list[str]:
+    """Config and module type reasons for TransformerLens' attention (fixed for a generate call)."""
+    if type(attn) not in (Attention, GroupedQueryAttention):
+        return [f"attention type {type(attn).__name__}"]
+    out = _unmet(_ATTN_REQUIREMENTS, attn.cfg)
+    if getattr(attn, "q_norm", None) is not None or getattr(attn, "k_norm", None) is not None:
+        out.append(f"cfg.original_architecture={attn.cfg.original_architecture!r} (QK-norm modules)")
+    return out
+
+
 def _attn_hooked(attn) -> bool:
-    return any(getattr(attn, h, None) is not None and len(getattr(attn, h)._forward_hooks) > 0 for h in _ATTN_HOOKS)
+    """True when the attention module or one of its hook points carries a hook, or a hook point was
+    replaced by another module (the fused attention would skip it)."""
+    if _has_hooks(attn):
+        return True
+    for name in _ATTN_HOOKS:
+        hp = getattr(attn, name, None)
+        if hp is None:
+            continue
+        if type(hp) is not HookPoint or _has_hooks(hp):
+            return True
+    return False
 
 
-def _fast_attn_ok(model) -> bool:
-    """Our own attention kernel covers standard causal self-attention (MHA or GQA, rotary or absolute
-    positions, no soft-capping, local windows, QK-norm, logn or clipping)."""
+def decoder_plan(model) -> list[str]:
+    """Which path each layer takes in ``Decoder`` right now (hooks included), and why: one line per
+    layer, ``"fused block, fused attention"`` or the config fields that send it to TransformerLens."""
+    lines = []
+    for i, block in enumerate(model.blocks):
+        blockers = _block_blockers(block)
+        if blockers:
+            lines.append(f"layer {i}: TransformerLens block ({'; '.join(blockers)})")
+            continue
+        attn_why = _attn_static_blockers(block.attn) + (
+            ["hooks on attention internals"] if _attn_hooked(block.attn) else []
+        )
+        attn = "fused attention" if not attn_why else f"TransformerLens attention ({'; '.join(attn_why)})"
+        lines.append(f"layer {i}: fused block, {attn}")
+    return lines
+
+
+def _check_decodable(model) -> None:
+    """Refuse configs that cannot be decoded token by token at all."""
     cfg = model.cfg
-    if cfg.positional_embedding_type not in ("rotary", "standard"):
-        return False
-    off = (
-        "use_hook_tokens",
-        "attn_scores_soft_cap",
-        "use_qk_norm",
-        "use_logn_attn",
-        "clip_qkv",
-        "use_attn_result",
-        "ungroup_grouped_query_attention",
-        "use_dynamic_ntk_rope",
-    )
-    if any(getattr(cfg, k, None) not in (None, False, -1, -1.0, 0) for k in off):
-        return False
-    if getattr(cfg, "attn_types", None) and any(t != "global" for t in cfg.attn_types):
-        return False
-    return bool(cfg.use_attn_scale)
+    if getattr(cfg, "attention_dir", "causal") != "causal":
+        raise ValueError(
+            f"generation needs causal attention, but cfg.attention_dir={cfg.attention_dir!r} for {cfg.model_name}"
+        )
+    if cfg.positional_embedding_type == "relative_positional_bias":
+        raise ValueError("generation does not support cfg.positional_embedding_type='relative_positional_bias' (T5)")
+
+
+# ---------------------------------------------------------------- fused pieces
+def _gated_mlp(mlp: GatedMLP, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
+    """``GatedMLP.forward`` with the same hook points and math, without TransformerLens' per-call
+    ``W.T.contiguous()`` copies: ``(act(x W_gate) ⊙ (x W_in) + b_in) W_out + b_out``."""
+    pre_act = mlp.hook_pre(x @ mlp.W_gate)
+    pre_linear = mlp.hook_pre_linear(x @ mlp.W_in)
+    post_act = mlp.hook_post(mlp.act_fn(pre_act) * pre_linear + mlp.b_in)
+    return torch.addmm(mlp.b_out, post_act.reshape(-1, post_act.shape[-1]), mlp.W_out).view(*x.shape[:-1], -1)
+
+
+def _apply_mlp(block, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
+    """``TransformerBlock.apply_mlp``: the MLP, the post-MLP norm when configured, ``hook_mlp_out``."""
+    mlp = block.mlp
+    fused = type(mlp) is GatedMLP and not mlp.cfg.is_layer_norm_activation() and not _has_hooks(mlp)
+    out = _gated_mlp(mlp, x) if fused else mlp(x)
+    if block.cfg.use_normalization_before_and_after:
+        out = block.ln2_post(out)
+    return block.hook_mlp_out(out)
 
 
 class _KV:
@@ -146,130 +214,175 @@ class _KV:
         return self.k[:, :, : self.n], self.v[:, :, : self.n]
 
 
-def _attention(attn, x: Tensor, kv: _KV, offset: int, full_mask: Tensor, allowed: Tensor) -> Tensor:
+@dataclass(frozen=True)
+class _StepMask:
+    """Which keys each query of the chunk attends to: ``allowed[b, q, k]``; ``empty[b, q]`` marks
+    queries with no allowed key (left padding), whose output TransformerLens sets to 0 (its softmax
+    of an all −∞ row is NaN, replaced by 0)."""
+
+    allowed: Bool[Tensor, "batch pos key"]
+    empty: Bool[Tensor, "batch pos"]
+
+
+def _step_mask(full_mask: Tensor, offset: int, p: int, window: Optional[int]) -> _StepMask:
+    """TransformerLens' ``apply_causal_mask`` in column space: key column ≤ query column, and for a
+    local layer key column > query column − ``window``; only keys with ``attention_mask`` 1."""
+    total = full_mask.shape[1]
+    q_col = torch.arange(offset, offset + p, device=full_mask.device)
+    k_col = torch.arange(total, device=full_mask.device)
+    ok = k_col[None, :] <= q_col[:, None]
+    if window is not None:
+        ok = ok & (k_col[None, :] > q_col[:, None] - window)
+    allowed = ok[None] & full_mask.bool()[:, None, :]
+    empty = ~allowed.any(-1)
+    # an empty row attends to its own column so the fused kernel stays finite; its output is zeroed
+    allowed = allowed | (empty[..., None] & (k_col[None, :] == q_col[:, None])[None])
+    return _StepMask(allowed, empty)
+
+
+def _attention(attn, x: Tensor, kv: _KV, offset: int, full_mask: Tensor, mask: _StepMask) -> Tensor:
     """Causal self-attention of the new chunk ``x`` against the cache, as TransformerLens computes it
-    (same rotary tables and position ids, same scale), in fewer kernels: one matmul per projection and
-    PyTorch's fused ``scaled_dot_product_attention``."""
-    b, p, _ = x.shape
+    (same rotary tables and position ids, scale, soft-cap and mask), reading the weights as they are
+    now: ``q = x W_Q + b_Q`` per head (a batched matmul over heads, no weight copy), then
+    ``z = softmax(mask(softcap(q kᵀ / attn_scale))) v`` and ``z W_O + b_O``."""
+    b, p, m = x.shape
     cfg = attn.cfg
     n, h = cfg.n_heads, cfg.d_head
-    gqa = hasattr(attn, "_W_K")
+    gqa = isinstance(attn, GroupedQueryAttention)
     W_K, W_V = (attn._W_K, attn._W_V) if gqa else (attn.W_K, attn.W_V)
     b_K, b_V = (attn._b_K, attn._b_V) if gqa else (attn.b_K, attn.b_V)
     n_kv = W_K.shape[0]
-    q = F.linear(x, _TRANSPOSED.heads_in(attn.W_Q), attn.b_Q.reshape(-1)).view(b, p, n, h)
-    k = F.linear(x, _TRANSPOSED.heads_in(W_K), b_K.reshape(-1)).view(b, p, n_kv, h)
-    v = F.linear(x, _TRANSPOSED.heads_in(W_V), b_V.reshape(-1)).view(b, p, n_kv, h)
+    flat = x.reshape(b * p, m)
+
+    def project(W: Tensor, bias: Tensor) -> Tensor:  # [heads, d_model, d_head] -> [batch, pos, heads, d_head]
+        out = torch.baddbmm(bias[:, None, :], flat.expand(W.shape[0], -1, -1), W)
+        return out.view(W.shape[0], b, p, h).permute(1, 2, 0, 3)
+
+    q, k, v = project(attn.W_Q, attn.b_Q), project(W_K, b_K), project(W_V, b_V)
     if cfg.positional_embedding_type == "rotary":
         q = attn.apply_rotary(q, offset, full_mask)
         k = attn.apply_rotary(k, offset, full_mask)
     keys, values = kv.append(k.transpose(1, 2), v.transpose(1, 2))
-    z = F.scaled_dot_product_attention(
-        q.transpose(1, 2),
-        keys,
-        values,
-        attn_mask=allowed[:, None],
-        scale=1.0 / float(attn.attn_scale),
-        enable_gqa=n_kv != n,
-    )
-    z = z.transpose(1, 2).reshape(b, p, n * h)
-    return F.linear(z, _TRANSPOSED.heads_out(attn.W_O), attn.b_O)
-
-
-def _block_forward(block, resid: Tensor, entry, attention_mask, fast_attn=None) -> Tensor:
-    """TransformerBlock.forward for pre-norm blocks, with the fast gated MLP (and, when the layer's
-    attention internals carry no hooks, the fast attention)."""
-    resid_pre = block.hook_resid_pre(resid)
-    normed = block.ln1(resid_pre)
-    if fast_attn is not None:
-        attn_out = _attention(block.attn, normed, *fast_attn)
+    q = q.transpose(1, 2)  # [b, n, p, h]
+    scale = float(attn.attn_scale)
+    cap = cfg.attn_scores_soft_cap
+    if cap is not None and cap > 0:
+        g = n // n_kv  # query head i reads key/value head i // g (TransformerLens' repeat_interleave)
+        scores = (q.reshape(b, n_kv, g * p, h) @ keys.transpose(-1, -2)).view(b, n_kv, g, p, -1) / scale
+        scores = apply_softcap(scores, cap)
+        scores = scores.masked_fill(~mask.allowed[:, None, None], float("-inf"))
+        z = (scores.softmax(-1).view(b, n_kv, g * p, -1) @ values).view(b, n, p, h)
     else:
-        attn_out = block.attn(
-            query_input=normed,
-            key_input=normed,
-            value_input=normed,
-            past_kv_cache_entry=entry,
-            attention_mask=attention_mask,
+        z = F.scaled_dot_product_attention(
+            q, keys, values, attn_mask=mask.allowed[:, None], scale=1.0 / scale, enable_gqa=n_kv != n
         )
+    z = z.masked_fill(mask.empty[:, None, :, None], 0.0)
+    z = z.transpose(1, 2).reshape(b * p, n * h)
+    return torch.addmm(attn.b_O, z, attn.W_O.reshape(n * h, -1)).view(b, p, -1)
+
+
+def _block_forward(block, resid: Tensor, attend: Callable[[Tensor], Tensor]) -> Tensor:
+    """``TransformerBlock.forward`` for pre-norm blocks (``_BLOCK_REQUIREMENTS`` hold), sequential or
+    parallel, with or without post-norms, attention-only or not; ``attend`` is the attention."""
+    cfg = block.cfg
+    resid_pre = block.hook_resid_pre(resid)
+    attn_out = attend(block.ln1(resid_pre))
+    if cfg.use_normalization_before_and_after:
+        attn_out = block.ln1_post(attn_out)
     attn_out = block.hook_attn_out(attn_out)
+    if cfg.parallel_attn_mlp:
+        mlp_in = block.hook_mlp_in(resid_pre.clone()) if cfg.use_hook_mlp_in else resid_pre
+        return block.hook_resid_post(resid_pre + attn_out + _apply_mlp(block, block.ln2(mlp_in)))
+    if cfg.attn_only:
+        return block.hook_resid_post(resid_pre + attn_out)
     resid_mid = block.hook_resid_mid(resid_pre + attn_out)
-    mlp = block.mlp
-    normed2 = block.ln2(resid_mid)
-    use_fast = isinstance(mlp, GatedMLP) and not (mlp.cfg.is_layer_norm_activation() and mlp.hook_mid is not None)
-    mlp_out = block.hook_mlp_out(_gated_mlp(mlp, normed2) if use_fast else mlp(normed2))
-    return block.hook_resid_post(resid_mid + mlp_out)
+    mlp_in = block.hook_mlp_in(resid_mid.clone()) if cfg.use_hook_mlp_in else resid_mid
+    return block.hook_resid_post(resid_mid + _apply_mlp(block, block.ln2(mlp_in)))
+
+
+def _unembed_hooked(model) -> bool:
+    u = model.unembed
+    return _has_hooks(u) or any(_has_hooks(hp) or type(hp) is not HookPoint for hp in (u.hook_in, u.hook_out))
 
 
 class Decoder:
-    """Incremental forward with a TransformerLens KV cache.
+    """Incremental forward with KV caches (fused buffers for fused-attention layers, TransformerLens'
+    cache entries for the others).
 
     ``step(tokens, attention_mask)`` feeds a chunk (the prompt, then one token per step) and returns
-    the logits at the chunk's last column, ``[batch, d_vocab]``."""
+    the logits at the chunk's last column, ``[batch, d_vocab]``. Fused attention needs
+    ``max_positions`` (the buffers' length); without it every layer uses TransformerLens' attention."""
 
     def __init__(self, model, batch_size: int, max_positions: Optional[int] = None) -> None:
+        _check_decodable(model)
         self.model = model
-        self.fast = _fast_blocks_ok(model)
-        self.cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, batch_size)
-        # Layers whose attention internals are hooked (attn.pattern, attn.z, ...) go through
-        # TransformerLens' own attention module so those hooks fire; the others use the fast kernel.
         cfg = model.cfg
+        self.cache = TransformerLensKeyValueCache.init_cache(cfg, cfg.device, batch_size)
+        self.fused_block = [not _block_blockers(b) for b in model.blocks]
+        # Layers whose attention internals are hooked (attn.pattern, attn.z, ...) go through
+        # TransformerLens' attention module so those hooks fire; the others use the fused kernel.
         self.kv: list[Optional[_KV]] = [None] * cfg.n_layers
-        if self.fast and max_positions is not None and _fast_attn_ok(model):
+        if max_positions is not None:
             n_kv = cfg.n_key_value_heads or cfg.n_heads
             for i, block in enumerate(model.blocks):
-                if not _attn_hooked(block.attn):
+                if self.fused_block[i] and not _attn_static_blockers(block.attn) and not _attn_hooked(block.attn):
                     self.kv[i] = _KV(batch_size, n_kv, max_positions, cfg.d_head, cfg.dtype, cfg.device)
         self.offset = 0
 
     def step(
         self, tokens: Int[Tensor, "batch pos"], attention_mask: Int[Tensor, "batch pos"]
     ) -> Float[Tensor, "batch d_vocab"]:
-        model = self.model
-        allowed = None
-        if any(kv is not None for kv in self.kv):
-            # Embed here: TransformerLens derives the position offset from its own cache entries,
-            # which the fast layers do not fill.
-            full_mask = self.cache.append_attention_mask(attention_mask)
-            shortformer = None
-            residual = model.hook_embed(model.embed(tokens))
-            if model.cfg.positional_embedding_type == "standard":
-                residual = residual + model.hook_pos_embed(model.pos_embed(tokens, self.offset, full_mask))
-            p, total = tokens.shape[1], full_mask.shape[1]
-            q_col = torch.arange(self.offset, self.offset + p, device=full_mask.device)
-            k_col = torch.arange(total, device=full_mask.device)
-            causal = k_col[None, :] <= q_col[:, None]
-            # attend to real keys; a padding query attends to itself only (keeps its row finite)
-            allowed = causal[None] & (full_mask.bool()[:, None, :] | (k_col[None, :] == q_col[:, None])[None])
-        else:
-            residual, _, shortformer, full_mask = model.input_to_embed(
-                tokens, attention_mask=attention_mask, past_kv_cache=self.cache
-            )
+        model, cfg = self.model, self.model.cfg
+        # HookedTransformer.input_to_embed with a cache, with the position offset kept here (the fused
+        # layers do not fill TransformerLens' cache entries, from which it would derive the offset).
+        full_mask = self.cache.append_attention_mask(attention_mask)
+        if cfg.use_hook_tokens:
+            tokens = model.hook_tokens(tokens)
+        embed = model.hook_embed(model.embed(tokens))
+        residual, shortformer = model.get_residual(
+            embed, self.offset, attention_mask=full_mask, tokens=tokens, return_shortformer_pos_embed=True
+        )
+        p = tokens.shape[1]
+        masks: dict[Optional[int], _StepMask] = {}
         for i, block in enumerate(model.blocks):
-            if self.fast:
-                kv = self.kv[i]
-                if kv is not None and _attn_hooked(block.attn):
-                    raise RuntimeError(
-                        f"a hook was added to blocks.{i}.attn during generation; register attention-internal "
-                        "probes/steers before generating so that layer runs through TransformerLens' attention"
-                    )
-                fast_attn = (kv, self.offset, full_mask, allowed) if kv is not None else None
-                residual = _block_forward(block, residual, self.cache[i], full_mask, fast_attn)
-            else:
+            kv = self.kv[i]
+            if not self.fused_block[i]:
                 residual = block(
                     residual,
                     past_kv_cache_entry=self.cache[i],
                     shortformer_pos_embed=shortformer,
                     attention_mask=full_mask,
                 )
-        self.offset += tokens.shape[1]
-        last = residual[:, -1:, :]
-        if model.cfg.normalization_type is not None:
-            last = model.ln_final(last)
-        logits = F.linear(last, _TRANSPOSED.get(model.unembed.W_U), model.unembed.b_U)[:, 0]
-        cap = getattr(model.cfg, "output_logits_soft_cap", -1.0)
-        if cap and cap > 0:
-            logits = cap * torch.tanh(logits / cap)
-        return logits
+                continue
+            if kv is not None:
+                if _attn_hooked(block.attn):
+                    raise RuntimeError(
+                        f"a hook was added to blocks.{i}.attn during generation; register attention-internal "
+                        "probes/steers before generating so that layer runs through TransformerLens' attention"
+                    )
+                window = cfg.window_size if block.attn.attn_type == "local" else None
+                if window not in masks:
+                    masks[window] = _step_mask(full_mask, self.offset, p, window)
+                mask = masks[window]
+
+                def attend(x, attn=block.attn, kv=kv, mask=mask):
+                    return _attention(attn, x, kv, self.offset, full_mask, mask)
+            else:
+
+                def attend(x, attn=block.attn, entry=self.cache[i]):
+                    return attn(
+                        query_input=x,
+                        key_input=x,
+                        value_input=x,
+                        past_kv_cache_entry=entry,
+                        attention_mask=full_mask,
+                    )
+
+            residual = _block_forward(block, residual, attend)
+        self.offset += p
+        normed = final_norm(model, residual[:, -1:, :])
+        weight_t = None if _unembed_hooked(model) else model.unembed.W_U.T
+        return unembed_normed(model, normed, weight_t=weight_t)[:, 0]
 
 
 @dataclass(frozen=True)

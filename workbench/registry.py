@@ -90,6 +90,16 @@ class _Recorder:
             picked = acts[torch.arange(batch, device=acts.device), idx]
             if self.last is None:
                 self.last, self.seen = picked, has
+            elif picked.shape != self.last.shape:
+                # Attention patterns grow by one key per generation step: a chunk that gives every row
+                # a newer last position replaces the older reads; otherwise they cannot be combined.
+                if not bool(has.all()):
+                    raise ValueError(
+                        f"reduce='last' read chunks of different shapes {tuple(self.last.shape[1:])} and "
+                        f"{tuple(picked.shape[1:])} for rows {torch.nonzero(~has).flatten().tolist()} that "
+                        "selected no new position; probe the finished sequence with reg.run instead"
+                    )
+                self.last, self.seen = picked, has
             else:
                 keep = has.view(-1, *([1] * (picked.ndim - 1)))
                 self.last = torch.where(keep, picked, self.last)
@@ -204,7 +214,8 @@ class HookRegistry:
             raise ValueError(f"a probe or steer needs a non-empty string name, got {name!r}")
         if name in self._entries:
             raise ValueError(
-                f"name '{name}' is already registered (as a {self._entries[name].kind}); remove it first or pick another"
+                f"name '{name}' is already registered (as a {self._entries[name].kind}); "
+                "remove it first or pick another"
             )
 
     def _site(self, site: SiteLike) -> Site:
@@ -449,7 +460,8 @@ class HookRegistry:
                 if not isinstance(new, Tensor) or new.shape != acts.shape:
                     got = tuple(new.shape) if isinstance(new, Tensor) else type(new).__name__
                     raise ValueError(
-                        f"steer '{e.name}': its edit returned {got}, but the activations at {site} have shape {tuple(acts.shape)}"
+                        f"steer '{e.name}': its edit returned {got}, but the activations at {site} have shape "
+                        f"{tuple(acts.shape)}"
                     )
                 shape = [1] * acts.ndim
                 shape[0], shape[pos_dim] = mask.shape[0], mask.shape[1]
