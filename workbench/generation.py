@@ -439,6 +439,12 @@ def decode_loop(
     from tqdm.auto import tqdm
 
     batch = tokens.shape[0]
+    longest = int(attention_mask.sum(1).max()) + max_new_tokens
+    if longest > model.cfg.n_ctx:
+        raise ValueError(
+            f"the longest prompt plus max_new_tokens={max_new_tokens} is {longest} positions, more than the "
+            f"model's context cfg.n_ctx={model.cfg.n_ctx}"
+        )
     dec = Decoder(model, batch, max_positions=tokens.shape[1] + max_new_tokens)
     gen = torch.Generator(device="cpu").manual_seed(sampling.seed)
     full_mask = attention_mask
