@@ -43,7 +43,8 @@ class Edit(Protocol):
     def __call__(self, acts: Tensor, ctx: EditContext) -> Tensor: ...
 
 
-def _as_vector(vector, name: str) -> Tensor:
+def as_vector(vector, name: str) -> Tensor:
+    """``vector`` as a finite 1-d tensor (detached, dtype kept); the error names ``name``."""
     v = torch.as_tensor(vector).detach()
     if v.ndim != 1 or v.numel() == 0:
         raise ValueError(f"{name} must be a 1-d vector, got shape {tuple(v.shape)}")
@@ -52,9 +53,9 @@ def _as_vector(vector, name: str) -> Tensor:
     return v
 
 
-def _as_direction(vector, name: str, verb: str) -> Tensor:
+def as_direction(vector, name: str, verb: str) -> Tensor:
     """A finite, non-zero 1-d vector (a direction needs a length to normalise)."""
-    r = _as_vector(vector, name)
+    r = as_vector(vector, name)
     if r.norm() == 0:
         raise ValueError(f"{name} is the zero vector; it has no direction to {verb}")
     return r
@@ -94,7 +95,7 @@ class AddVector:
     _v: Tensor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_v", _as_vector(self.vector, "AddVector.vector"))
+        object.__setattr__(self, "_v", as_vector(self.vector, "AddVector.vector"))
 
     def __call__(self, acts: Tensor, ctx: EditContext) -> Tensor:
         check_width(self._v, acts, "AddVector.vector")
@@ -112,7 +113,7 @@ class ProjectOut:
     _r: Tensor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_r", _as_direction(self.direction, "ProjectOut.direction", "remove"))
+        object.__setattr__(self, "_r", as_direction(self.direction, "ProjectOut.direction", "remove"))
 
     def __call__(self, acts: Tensor, ctx: EditContext) -> Tensor:
         check_width(self._r, acts, "ProjectOut.direction")
@@ -131,7 +132,7 @@ class Clamp:
     _r: Tensor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_r", _as_direction(self.direction, "Clamp.direction", "clamp"))
+        object.__setattr__(self, "_r", as_direction(self.direction, "Clamp.direction", "clamp"))
 
     def __call__(self, acts: Tensor, ctx: EditContext) -> Tensor:
         check_width(self._r, acts, "Clamp.direction")

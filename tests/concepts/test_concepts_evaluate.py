@@ -5,23 +5,26 @@ import pytest
 import torch
 
 from workbench.concepts.bakeoff import BakeoffConfig, summarize
-from workbench.concepts.evaluate import Condition, completion_nll, run_conditions
+from workbench.concepts.evaluate import Condition, run_conditions, steering_sweep
 from workbench.concepts.judges import judge_for
 from workbench.edits import AddVector
+from workbench.likelihood import completion_nll
 
 
 def test_completion_nll_matches_transformer_lens_loss(tiny):
+    """run_conditions scores fluency with workbench.likelihood.completion_nll: per row the summed NLL
+    of the completion tokens, as TransformerLens' own per-token loss gives it."""
     g = torch.Generator().manual_seed(0)
     prompts = [torch.randint(0, 50, (n,), generator=g).tolist() for n in (3, 5)]
     comps = [torch.randint(0, 50, (n,), generator=g).tolist() for n in (4, 2)]
-    got = completion_nll(tiny, prompts, comps + [], batch_size=2)
-    for (nll, count), p, c in zip(got, prompts, comps):
+    sums, counts = completion_nll(tiny, [*prompts, [1, 2]], [*comps, []], batch_size=2)
+    for nll, count, p, c in zip(sums, counts, prompts, comps):
         tokens = torch.tensor([p + c])
         per_token = tiny(tokens, return_type="loss", loss_per_token=True)[0]  # -log p(t_{i+1} | t_<=i)
         expect = float(per_token[len(p) - 1 :].sum())
-        assert count == len(c)
-        assert nll == pytest.approx(expect, rel=1e-4)
-    assert completion_nll(tiny, [[1, 2]], [[]]) == [(0.0, 0)]
+        assert int(count) == len(c)
+        assert float(nll) == pytest.approx(expect, rel=1e-4)
+    assert float(sums[2]) == 0.0 and int(counts[2]) == 0  # an empty completion
 
 
 def _table(rows):
@@ -56,12 +59,40 @@ def test_bakeoff_config_validates():
         BakeoffConfig(methods=("magic",))
     with pytest.raises(ValueError, match="positive strengths"):
         BakeoffConfig(grid=(0.0,))
+    with pytest.raises(ValueError, match="positive strengths"):
+        BakeoffConfig(grid=(float("nan"),))
     with pytest.raises(ValueError, match="toward"):
         BakeoffConfig(toward=("up",))
+    with pytest.raises(ValueError, match="n_prompts"):
+        BakeoffConfig(n_prompts=21)  # there are 20 neutral prompts
+    with pytest.raises(TypeError, match="n_train"):
+        BakeoffConfig(n_train=2.5)
+    with pytest.raises(ValueError, match="reduce"):
+        BakeoffConfig(reduce="max")
     with pytest.raises(ValueError, match="budget"):
         BakeoffConfig.for_budget("huge")
     small = BakeoffConfig.for_budget("small", concept="topic_food")
     assert small.concept == "topic_food" and small.n_prompts <= 4
+    assert BakeoffConfig.small(layer=3) == BakeoffConfig.for_budget("small", layer=3)
+    assert BakeoffConfig(methods=["ace", "logistic"]).methods == ("ace", "logistic")  # lists become tuples
+
+
+def test_bakeoff_budget_is_explicit_not_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("WORKBENCH_BUDGET", "small")
+    assert BakeoffConfig.for_budget() == BakeoffConfig()  # the default budget is "full", whatever the env says
+
+
+def test_run_conditions_and_sweep_validate_before_generating(tiny):
+    judge = judge_for("sentiment")
+    cond = [Condition("x", "positive", 1.0, AddVector(torch.ones(tiny.cfg.d_model), 1.0))]
+    with pytest.raises(TypeError, match="prompts"):
+        run_conditions(tiny, "resid_post.0", cond, "Yesterday I", judge)  # a bare string is not a list
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        run_conditions(tiny, "resid_post.0", cond, ["Yesterday I"], judge, max_new_tokens=0)
+    with pytest.raises(TypeError, match="Condition"):
+        run_conditions(tiny, "resid_post.0", [object()], ["Yesterday I"], judge)
+    with pytest.raises(ValueError, match="at least one ConceptVector"):
+        steering_sweep(tiny, [], [1.0], concept="sentiment")
 
 
 @pytest.mark.embedded
@@ -78,7 +109,7 @@ def test_run_conditions_is_consistent(embedded):
     base = together[together["method"] == "none"].iloc[0]
     assert base["kl"] == pytest.approx(0.0, abs=1e-6) and base["perplexity_ratio"] == pytest.approx(1.0)
     assert together.loc[together["method"] == "rand", "kl"].item() > 0.01
-    alone, comps_alone = run_conditions(
+    _, comps_alone = run_conditions(
         embedded, "resid_post.4", [strong], prompts, judge, max_new_tokens=3, progress=False, max_rows=2
     )  # one condition per generate call
     assert list(comps["completion"]) == list(comps_alone["completion"])

@@ -59,7 +59,7 @@ def test_extract_rejects_bad_input(tiny):
 @pytest.mark.embedded
 def test_extract_errors_name_the_text_and_leave_no_probe(embedded):
     reg = HookRegistry(embedded)
-    with pytest.raises(ValueError, match="text 1"):
+    with pytest.raises(ValueError, match=r"texts\[1\]"):
         extract(embedded, ["fine text", ""], "resid_post.0", registry=reg, progress=False)
     with pytest.raises(ValueError, match="max_tokens"):
         extract(embedded, ["a b c d e f g h"], "resid_post.0", max_tokens=3, registry=reg, progress=False)

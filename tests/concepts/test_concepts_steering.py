@@ -154,3 +154,91 @@ def test_steering_edit_per_method():
         steering_edit(lg, -1.0)
     with pytest.raises(ValueError, match="toward"):
         steering_edit(lg, 0.9, "up")
+
+
+def test_ablate_and_add_and_ace_equal_their_formulas():
+    """The compositions give the closed forms: h − r̂ r̂ᵀ h + α r and h − r̂ r̂ᵀ (h − μ₀) + α r, computed
+    here in float64 element by element."""
+    g = torch.Generator().manual_seed(3)
+    d = 16
+    r, mu0 = torch.randn(d, generator=g), torch.randn(d, generator=g) * 5
+    h = torch.randn(2, 5, d, generator=g) * 10
+    hd, rd, md = h.double(), r.double(), mu0.double()
+    r_hat = rd / rd.norm()
+    for coeff in (0.0, 1.5, -4.0):
+        ablated = hd - torch.einsum("bpd,d->bp", hd, r_hat)[..., None] * r_hat + coeff * rd
+        ace = hd - torch.einsum("bpd,d->bp", hd - md, r_hat)[..., None] * r_hat + coeff * rd
+        torch.testing.assert_close(AblateAndAdd(r, coeff)(h, None).double(), ablated, atol=1e-4, rtol=1e-5)
+        torch.testing.assert_close(ACEEdit(r, mu0, coeff)(h, None).double(), ace, atol=1e-4, rtol=1e-5)
+    # and they are the compositions of the basic edits, step by step
+    from workbench.edits import Compose, ProjectOut
+
+    assert torch.equal(AblateAndAdd(r, 2.0)(h, None), AddVector(r, 2.0)(ProjectOut(r)(h, None), None))
+    steps = Compose(AddVector(mu0, -1.0), ProjectOut(r), AddVector(mu0, 1.0), AddVector(r, 2.0))
+    assert torch.equal(ACEEdit(r, mu0, 2.0)(h, None), steps(h, None))
+    with pytest.raises(ValueError, match=r"ACEEdit\.r has shape"):
+        ACEEdit(r, mu0)(torch.zeros(1, 1, d + 1), None)
+
+
+def test_every_method_is_one_registered_object():
+    from workbench.concepts import METHODS, get_method, method_class, method_names
+
+    assert METHODS == ("logistic", "mean_diff", "mean_centring", "pca_diff", "ablation", "ace")
+    assert method_names()[: len(METHODS)] == METHODS
+    g = torch.Generator().manual_seed(0)
+    pos, neg = torch.randn(12, 6, generator=g) + 1, torch.randn(12, 6, generator=g) - 1
+    site = Site(0, "resid_post")
+    kinds = {"logistic": GCAVEdit, "ablation": AblateAndAdd, "ace": ACEEdit}
+    for name in METHODS:
+        method = get_method(name)
+        assert method.name == name and method_class(name).label
+        vec = method.fit(site, pos, neg, all_training=torch.cat([pos, neg]))
+        assert vec.method == name
+        edit = method.edit(vec, 2.0, "negative")
+        assert isinstance(edit, kinds.get(name, AddVector))
+        assert type(steering_edit(vec, 2.0, "negative")) is type(edit)  # the thin wrapper asks the registry
+    assert get_method("logistic", C=0.1).C == 0.1
+    with pytest.raises(TypeError, match="has no option"):
+        get_method("mean_diff", C=0.1)
+    with pytest.raises(ValueError, match=r"LogisticCAV\.C"):
+        get_method("logistic", C=0.0)
+    with pytest.raises(ValueError, match="edits 'ace' vectors"):
+        get_method("ace").edit(fit_vector("mean_diff", site, pos, neg), 1.0)
+
+
+def test_a_new_method_is_one_class():
+    """Registering one class is all it takes for fit_vector, steering_edit and save/load to know a method."""
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from workbench.concepts import ConceptMethod, ConceptVector, register_method
+    from workbench.concepts.method import _REGISTRY
+    from workbench.edits import Clamp
+
+    @register_method
+    @dataclass(frozen=True)
+    class FirstDifference(ConceptMethod):
+        name: ClassVar[str] = "test_first_difference"
+        label: ClassVar[str] = "h⁺₀ − h⁻₀"
+
+        def fit(self, site, pos, neg, *, all_training=None, concept="", extra_params=None):
+            return ConceptVector(site, pos[0] - neg[0], self.name, {"rows": 1}, concept=concept)
+
+        def _edit(self, vector, strength, toward, scale):
+            return Clamp(vector.direction, strength if toward == "positive" else -strength)
+
+    try:
+        pos, neg = torch.eye(4)[:2] * 3, torch.zeros(2, 4)
+        vec = fit_vector("test_first_difference", Site(1, "resid_post"), pos, neg)
+        edit = steering_edit(vec, 2.0)
+        assert isinstance(edit, Clamp) and edit(torch.zeros(1, 1, 4), None)[0, 0].tolist() == [2.0, 0, 0, 0]
+        with pytest.raises(ValueError, match="already registered"):
+
+            @register_method
+            @dataclass(frozen=True)
+            class Again(ConceptMethod):
+                name: ClassVar[str] = "mean_diff"
+    finally:
+        _REGISTRY.pop("test_first_difference", None)
+    with pytest.raises(ValueError, match="unknown concept method 'test_first_difference'"):
+        steering_edit(vec, 2.0)

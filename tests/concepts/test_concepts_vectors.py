@@ -61,7 +61,7 @@ def test_mean_difference_and_centring():
 def test_pca_of_differences_matches_sklearn_and_aligns_sign():
     from sklearn.decomposition import PCA
 
-    pos, neg, direction = _blobs(n=80)
+    pos, neg, _ = _blobs(n=80)
     v, ratio = pca_of_differences(pos, neg)
     ref = PCA(n_components=1).fit((pos - neg).double().numpy())
     ref_v = torch.from_numpy(ref.components_[0]).float()
@@ -94,10 +94,121 @@ def test_fit_vector_every_method_and_save_load(tmp_path):
     assert torch.allclose(ace.extras["mu0"], neg.mean(0), atol=1e-4)
     with pytest.raises(ValueError, match="all_training"):
         fit_vector("mean_centring", site, pos, neg)
-    with pytest.raises(ValueError, match="unknown method"):
+    with pytest.raises(ValueError, match="unknown concept method 'magic'; known methods: logistic, mean_diff"):
         fit_vector("magic", site, pos, neg)
+    with pytest.raises(ValueError, match="reference"):
+        fit_vector("ace", site, pos, neg, ace_reference="median")
     with pytest.raises(FileNotFoundError, match="missing"):
         ConceptVector.load(tmp_path / "nothing")
+
+
+def _write_format_1(stem, vec):
+    """A vector file as the code before workbench.artifacts wrote it: safetensors + JSON with "format": 1."""
+    import json
+
+    from safetensors.torch import save_file
+
+    tensors = {"direction": vec.direction.contiguous()}
+    tensors.update({f"extra.{k}": v.contiguous() for k, v in vec.extras.items()})
+    save_file(tensors, f"{stem}.safetensors")
+    meta = {
+        "site": vec.site.short,
+        "hook_name": vec.site.hook_name,
+        "method": vec.method,
+        "params": vec.params,
+        "bias": vec.bias,
+        "concept": vec.concept,
+        "d_model": vec.d_model,
+        "format": 1,
+    }
+    with open(f"{stem}.json", "w") as f:
+        json.dump(meta, f)
+
+
+def _same(a, b):
+    assert (a.site, a.method, a.params, a.bias, a.concept) == (b.site, b.method, b.params, b.bias, b.concept)
+    assert torch.equal(a.direction, b.direction) and set(a.extras) == set(b.extras)
+    assert all(torch.equal(a.extras[k], b.extras[k]) for k in a.extras)
+
+
+def test_save_goes_through_artifacts_and_old_files_still_load(tmp_path):
+    import json
+
+    pos, neg, _ = _blobs(n=20, d=8)
+    vec = fit_vector("ace", Site(12, "resid_post"), pos, neg, concept="blobs")
+    stem = vec.save(tmp_path / "ace_resid_post.12")  # a dot inside the stem is kept
+    meta = json.loads((tmp_path / "ace_resid_post.12.json").read_text())
+    assert meta["kind"] == "concept_vector" and meta["schema_version"] == 2
+    assert (tmp_path / "ace_resid_post.12.safetensors").is_file()
+    _same(ConceptVector.load(stem), vec)
+    _same(ConceptVector.load(tmp_path / "ace_resid_post.12.safetensors"), vec)
+    _write_format_1(tmp_path / "old", vec)
+    _same(ConceptVector.load(tmp_path / "old"), vec)
+
+
+def _edit_meta(path, **changes):
+    import json
+
+    meta = json.loads(path.read_text())
+    meta.update(changes)
+    path.write_text(json.dumps(meta))
+
+
+def test_load_validates_and_names_the_file_and_field(tmp_path, tiny):
+    from safetensors.torch import save_file
+
+    from workbench.artifacts import ArtifactError
+
+    pos, neg, _ = _blobs(n=20, d=tiny.cfg.d_model)
+    vec = fit_vector("mean_diff", Site(0, "resid_post"), pos, neg)
+
+    def saved(name, **changes):
+        stem = vec.save(tmp_path / name)
+        _edit_meta(tmp_path / f"{name}.json", **changes)
+        return stem
+
+    with pytest.raises(ArtifactError, match=r"hook\.json: field 'hook_name'.*'blocks\.0\.hook_resid_post'"):
+        ConceptVector.load(saved("hook", hook_name="blocks.3.hook_resid_post"))
+    with pytest.raises(ArtifactError, match=r"width\.safetensors: tensor 'direction' has shape .*'d_model' is 7"):
+        ConceptVector.load(saved("width", d_model=7))
+    with pytest.raises(ArtifactError, match=r"method\.json: field 'method'.*known methods"):
+        ConceptVector.load(saved("method", method="magic"))
+    with pytest.raises(ArtifactError, match=r"kind\.json: field 'kind'"):
+        ConceptVector.load(saved("kind", kind="tuned_lens"))
+    with pytest.raises(ArtifactError, match=r"version\.json: field 'schema_version'"):
+        ConceptVector.load(saved("version", schema_version=99))
+    with pytest.raises(ArtifactError, match=r"site\.json: field 'site'"):
+        ConceptVector.load(saved("site", site=42))
+    stem = saved("nan")
+    save_file({"direction": torch.full((tiny.cfg.d_model,), float("nan"))}, f"{stem}.safetensors")
+    with pytest.raises(ArtifactError, match=r"nan\.safetensors: tensor 'direction' holds NaN"):
+        ConceptVector.load(stem)
+    _write_format_1(tmp_path / "old_nan", vec)
+    save_file({"direction": torch.full((tiny.cfg.d_model,), float("inf"))}, str(tmp_path / "old_nan.safetensors"))
+    with pytest.raises(ArtifactError, match=r"old_nan\.safetensors: tensor 'direction' holds NaN or Inf"):
+        ConceptVector.load(tmp_path / "old_nan")
+    # against a model: the site must exist and the widths match
+    assert ConceptVector.load(saved("fine"), model=tiny).d_model == tiny.cfg.d_model
+    deep = fit_vector("mean_diff", Site(40, "resid_post"), pos, neg)
+    with pytest.raises(ArtifactError, match=r"deep\.json: field 'site'"):
+        ConceptVector.load(deep.save(tmp_path / "deep"), model=tiny)
+    narrow = fit_vector("mean_diff", Site(0, "resid_post"), pos[:, :5], neg[:, :5])
+    with pytest.raises(ArtifactError, match=r"narrow\.json: field 'd_model' is 5"):
+        ConceptVector.load(narrow.save(tmp_path / "narrow"), model=tiny)
+
+
+def test_concept_vector_validates_its_fields():
+    site = Site(0, "resid_post")
+    with pytest.raises(ValueError, match="unknown concept method"):
+        ConceptVector(site, torch.ones(4), "magic")
+    with pytest.raises(ValueError, match="non-zero"):
+        ConceptVector(site, torch.zeros(4), "mean_diff")
+    with pytest.raises(ValueError, match=r"extras\['mu0'\]"):
+        ConceptVector(site, torch.ones(4), "ace", extras={"mu0": torch.ones(3)})
+    with pytest.raises(ValueError, match="bias"):
+        ConceptVector(site, torch.ones(4), "logistic", bias=float("nan"))
+    with pytest.raises(ValueError, match="NaN"):
+        fit_vector("mean_diff", site, torch.full((3, 4), float("nan")), torch.ones(3, 4))
 
 
 def test_layer_sweep_picks_the_separable_layer():

@@ -1,7 +1,7 @@
-"""``workbench concepts fit|steer|compare`` and ``workbench bench concepts``."""
+"""``workbench concepts fit|steer|compare|build-data`` and ``workbench bench concepts``."""
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -32,25 +32,45 @@ def _parse_layers(spec: str, n_layers: int) -> list[int]:
 
 @app.command()
 def fit(
-    concept: list[str] = typer.Option(["sentiment"], "--concept", "-c", help="concept name(s) in workbench/data"),
+    concept: Annotated[
+        Optional[list[str]], typer.Option("--concept", "-c", help="concept name(s) in workbench/data [sentiment]")
+    ] = None,
     layers: str = typer.Option("0-29", help="layers to sweep the probe over: '0-29', '2-20:2' or '4,8,12'"),
     layer: Optional[int] = typer.Option(None, help="layer to fit the vectors at (default: the best probe layer)"),
     reduce: str = typer.Option("mean", help="'mean' (tokens after the first) or 'last'"),
     n_train: int = typer.Option(200, help="training pairs per concept"),
-    out: Path = typer.Option(Path("vectors"), help="directory for the vectors (safetensors + JSON)"),
-    figures: Path = typer.Option(Path("figures"), help="directory for the layer-sweep figure and table"),
+    out: Annotated[
+        Optional[Path], typer.Option(help="directory for the vectors (safetensors + JSON) [vectors]")
+    ] = None,
+    figures: Annotated[
+        Optional[Path],
+        typer.Option(help="directory for the layer-sweep figure and table [WORKBENCH_FIGURES or figures]"),
+    ] = None,
 ) -> None:
     """Sweep logistic probes over layers (held-out accuracy), then fit and save all six vectors."""
     import pandas as pd
 
+    from workbench.artifacts import save_table
     from workbench.concepts.bakeoff import pool_activations
     from workbench.concepts.data import load_concept
     from workbench.concepts.extract import extract
-    from workbench.concepts.plots import layer_accuracy_figure
-    from workbench.concepts.vectors import METHODS, best_layer, fit_vector, layer_sweep
+    from workbench.concepts.methods import METHODS
+    from workbench.concepts.probe import best_layer, layer_sweep
+    from workbench.concepts.vectors import fit_vector
     from workbench.experiments.export import save_figure
     from workbench.models import load_model
+    from workbench.paths import figures_dir
+    from workbench.plots.concepts import layer_accuracy_figure
     from workbench.sites import Site
+
+    concept = list(concept or ["sentiment"])
+    out = out if out is not None else Path("vectors")
+    figures = figures_dir(figures)
+
+    if reduce not in ("mean", "last"):
+        raise typer.BadParameter(f"reduce must be 'mean' or 'last', got {reduce!r}")
+    if n_train < 1:
+        raise typer.BadParameter(f"n_train must be >= 1, got {n_train}")
 
     model = load_model()
     layer_list = _parse_layers(layers, model.cfg.n_layers)
@@ -95,34 +115,37 @@ def fit(
         acc = float(sweep.loc[sweep["site"] == best, "test_accuracy"].iloc[0])
         summary.add_row(name, best, f"{acc:.3f}", site.short, str(target))
     table = pd.concat(sweeps, ignore_index=True)
-    figures.mkdir(parents=True, exist_ok=True)
-    table.to_csv(figures / "concepts_probe_accuracy_by_layer.csv", index=False)
+    save_table(table, figures / "concepts_probe_accuracy_by_layer.csv")
     save_figure(layer_accuracy_figure(table), "concepts_probe_accuracy_by_layer", directory=figures)
     console.print(summary)
 
 
 @app.command()
 def steer(
-    vector: Path = typer.Argument(..., help="a saved ConceptVector (path stem, .json or .safetensors)"),
+    vector: Annotated[Path, typer.Argument(help="a saved ConceptVector (path stem, .json or .safetensors)")],
     strength: float = typer.Option(8.0, help="strength in units of ‖μ⁺ − μ⁻‖ (see steering_edit)"),
     toward: str = typer.Option("positive", help="'positive' or 'negative'"),
-    prompt: list[str] = typer.Option([], "--prompt", "-p", help="prompt(s); default: 6 neutral prompts"),
+    prompt: Annotated[
+        Optional[list[str]], typer.Option("--prompt", "-p", help="prompt(s); default: 6 neutral prompts")
+    ] = None,
     max_new_tokens: int = typer.Option(24, help="tokens to generate"),
     positions: str = typer.Option("all", help="positions to steer: all | prompt | generated | last"),
 ) -> None:
     """Print unsteered and steered completions side by side, with the independent judge's verdict."""
-    from workbench.concepts.evaluate import NEUTRAL_PROMPTS
     from workbench.concepts.judges import JUDGES
     from workbench.concepts.steering import steering_edit
     from workbench.concepts.vectors import ConceptVector
     from workbench.models import load_model
+    from workbench.prompts import neutral_prompts
     from workbench.registry import HookRegistry
 
     if toward not in ("positive", "negative"):
         raise typer.BadParameter(f"toward must be 'positive' or 'negative', got {toward!r}")
     vec = ConceptVector.load(vector)
-    prompts = list(prompt) or list(NEUTRAL_PROMPTS[:6])
+    steering_edit(vec, strength, toward)  # a bad strength fails here, before the model loads
+    prompts = list(prompt or ()) or list(neutral_prompts(6))
     model = load_model()
+    vec.check_model(model)
     reg = HookRegistry(model)
     plain = reg.generate(prompts, max_new_tokens=max_new_tokens)
     reg.steer("concept", vec.site, steering_edit(vec, strength, toward), positions=positions)
@@ -154,10 +177,13 @@ def compare(
     prompts: Optional[int] = typer.Option(None, help="number of neutral prompts"),
     max_new_tokens: Optional[int] = typer.Option(None, help="tokens per completion"),
     toward: str = typer.Option("both", help="'both', 'positive' or 'negative'"),
-    out: Path = typer.Option(Path("figures"), help="directory for the table, summary and figures"),
+    out: Annotated[
+        Optional[Path], typer.Option(help="directory for the table, summary and figures [WORKBENCH_FIGURES or figures]")
+    ] = None,
 ) -> None:
     """The bake-off: every method on the same concept, layer, prompts and grid; writes figures/ and CSV."""
-    from workbench.concepts.bakeoff import BakeoffConfig, run_bakeoff, save_bakeoff
+    from workbench.concepts.bakeoff import BakeoffConfig
+    from workbench.experiments.bakeoff import run_and_save
     from workbench.models import load_model
 
     over = {"concept": concept, "layer": layer}
@@ -175,10 +201,27 @@ def compare(
     if toward != "both":
         over["toward"] = (toward,)
     config = BakeoffConfig.for_budget(budget, **over)
-    result = run_bakeoff(load_model(), config)
-    paths = save_bakeoff(result, out)
+    result, paths = run_and_save(load_model(), config, out)
     print_summary(result)
     console.print(f"wrote {', '.join(paths.values())}")
+
+
+@app.command("build-data")
+def build_data(
+    out: Annotated[
+        Optional[Path], typer.Option(help="directory for the JSONL files (default: the package's data/)")
+    ] = None,
+    n_train: int = typer.Option(200, help="training pairs per concept"),
+    n_test: int = typer.Option(60, help="held-out pairs per concept"),
+    seed: int = typer.Option(0, help="sampling seed"),
+) -> None:
+    """Rebuild the shipped template concept files (sentiment, language, topic_food, style_casual)."""
+    from workbench.concepts.templates import write_all
+
+    if n_train < 1 or n_test < 1:
+        raise typer.BadParameter(f"n_train and n_test must be >= 1, got {n_train} and {n_test}")
+    for path in write_all(out, n_train, n_test, seed):
+        console.print(f"wrote {path}")
 
 
 def print_summary(result) -> None:

@@ -7,76 +7,102 @@ unsteered perplexity. The winner has the widest controllable range: (best share 
 (best share toward negative) for two-sided concepts, the best share toward positive otherwise.
 """
 
-import os
+import math
 import time
 from dataclasses import dataclass, field
-from typing import Optional
 
 import pandas as pd
 import torch
 
+from ..positions import Positions
+from ..prompts import neutral_prompts
 from ..sites import Site
+from ..validation import check_choice, check_fields, check_str
 from .data import available_concepts, load_concept
-from .evaluate import NEUTRAL_PROMPTS, steering_sweep
+from .evaluate import steering_sweep
 from .extract import extract
-from .vectors import METHODS, ConceptVector, fit_vector
+from .method import TOWARD, method_class, method_names
+from .methods import METHODS
+from .vectors import ConceptVector, fit_vector
 
 GRID = (4.0, 8.0, 12.0)
+# Named budgets: the overrides each applies to the defaults ("small": a tiny run for tests and notebooks).
+BUDGETS: dict[str, dict] = {
+    "small": dict(n_train=40, n_pool=20, n_prompts=4, max_new_tokens=8, grid=(8.0,)),
+    "full": {},
+}
 
 
 @dataclass(frozen=True)
 class BakeoffConfig:
     """Everything that must be the same for every method. ``grid`` is in units of ‖μ⁺ − μ⁻‖: the push
     length for additive methods, the added ``±strength·r`` for ablation/ACE, and for GCAV the distance
-    past the probe's boundary that each token is moved to (``steering_edit``)."""
+    past the probe's boundary that each token is moved to (``steering_edit``). Budgets are explicit:
+    ``BakeoffConfig.small()`` or ``BakeoffConfig.for_budget("small", ...)``; nothing is read from the
+    environment."""
 
-    concept: str = "sentiment"
-    layer: int = 8
-    stream: str = "resid_post"
-    methods: tuple[str, ...] = METHODS
-    grid: tuple[float, ...] = GRID
-    toward: tuple[str, ...] = ("positive", "negative")
-    n_train: int = 200
-    n_pool: int = 100
-    n_prompts: int = 20
-    max_new_tokens: int = 24
-    reduce: str = "mean"
-    positions: str = "all"
-    C: float = 1.0
-    seed: int = 0
-    max_ratio: float = 2.0
+    concept: str = "sentiment"  # a shipped concept (load_concept), judged by judges.judge_for(concept)
+    layer: int = 8  # every method is fitted and steers at this one layer ...
+    stream: str = "resid_post"  # ... and stream
+    methods: tuple[str, ...] = METHODS  # registered method names, compared in this order
+    grid: tuple[float, ...] = GRID  # strengths, in units of ‖μ⁺ − μ⁻‖
+    toward: tuple[str, ...] = TOWARD  # directions to steer
+    n_train: int = 200  # training pairs per side for fitting
+    n_pool: int = 100  # texts per side of every concept for mean-centring's "all training" mean
+    n_prompts: int = 20  # neutral prompts completed per condition
+    max_new_tokens: int = 24  # tokens per completion
+    reduce: str = "mean"  # how a text's tokens become one activation: "mean" (after the first) or "last"
+    positions: str = "all"  # positions the edit acts on (workbench.positions)
+    C: float = 1.0  # the logistic probe's inverse L2 strength
+    seed: int = 0  # generation seed (greedy decoding ignores it)
+    max_ratio: float = 2.0  # fluency limit: a strength counts only while perplexity ≤ max_ratio × unsteered
 
     def __post_init__(self) -> None:
-        unknown = set(self.methods) - set(METHODS)
+        for name in ("methods", "grid", "toward"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not hasattr(value, "__iter__"):
+                raise TypeError(f"BakeoffConfig.{name} must be a tuple, got {value!r}")
+            object.__setattr__(self, name, tuple(value))
+        check_str("BakeoffConfig.concept", self.concept)
+        check_str("BakeoffConfig.stream", self.stream)
+        check_fields(
+            self,
+            layer=dict(kind="int", min=0),
+            n_train=dict(kind="int", min=1),
+            n_pool=dict(kind="int", min=1),
+            n_prompts=dict(kind="int", min=1, max=len(neutral_prompts())),
+            max_new_tokens=dict(kind="int", min=1),
+            C=dict(kind="float", min=0.0, min_open=True),
+            seed=dict(kind="int", min=0),
+            max_ratio=dict(kind="float", min=1.0),
+        )
+        unknown = [m for m in self.methods if m not in method_names()]
         if unknown or not self.methods:
-            raise ValueError(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
-        if not self.grid or min(self.grid) <= 0:
+            raise ValueError(f"unknown methods {unknown} (or none given); choose from {method_names()}")
+        if not self.grid or any(
+            isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or g <= 0 for g in self.grid
+        ):
             raise ValueError(f"grid must hold positive strengths, got {self.grid}")
-        if not self.toward or set(self.toward) - {"positive", "negative"}:
-            raise ValueError(f"toward must be a non-empty subset of ('positive', 'negative'), got {self.toward}")
-        for k in ("n_train", "n_pool", "n_prompts", "max_new_tokens"):
-            if getattr(self, k) < 1:
-                raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
-        if self.n_prompts > len(NEUTRAL_PROMPTS):
-            raise ValueError(f"n_prompts={self.n_prompts} but only {len(NEUTRAL_PROMPTS)} neutral prompts exist")
-        if self.reduce not in ("mean", "last"):
-            raise ValueError(f"reduce must be 'mean' or 'last', got {self.reduce!r}")
+        if not self.toward or set(self.toward) - set(TOWARD):
+            raise ValueError(f"toward must be a non-empty subset of {TOWARD}, got {self.toward}")
+        check_choice("BakeoffConfig.reduce", self.reduce, ("mean", "last"))
+        Positions.parse(self.positions)
 
     @property
     def site(self) -> Site:
         return Site(self.layer, self.stream)
 
     @classmethod
-    def for_budget(cls, budget: Optional[str] = None, **overrides) -> "BakeoffConfig":
-        """``budget="small"`` (or ``WORKBENCH_BUDGET=small``): a tiny run for tests and notebooks."""
-        budget = budget or os.environ.get("WORKBENCH_BUDGET", "full")
-        if budget not in ("small", "full"):
-            raise ValueError(f"budget must be 'small' or 'full', got {budget!r}")
-        if budget == "small":
-            small = dict(n_train=40, n_pool=20, n_prompts=4, max_new_tokens=8, grid=(8.0,))
-            small.update(overrides)
-            return cls(**small)
-        return cls(**overrides)
+    def for_budget(cls, budget: str = "full", **overrides) -> "BakeoffConfig":
+        """The config of a named budget (``BUDGETS``: ``"small"`` is a tiny run for tests and
+        notebooks, ``"full"`` the defaults), with ``overrides`` on top."""
+        check_choice("budget", budget, tuple(BUDGETS))
+        return cls(**{**BUDGETS[budget], **overrides})
+
+    @classmethod
+    def small(cls, **overrides) -> "BakeoffConfig":
+        """``for_budget("small", **overrides)``."""
+        return cls.for_budget("small", **overrides)
 
 
 def pool_activations(model, site: Site, n_per_side: int, reduce: str, *, progress: bool = False) -> torch.Tensor:
@@ -95,11 +121,8 @@ def fit_methods(model, config: BakeoffConfig, *, progress: bool = False) -> dict
     acts = extract(model, data.texts, config.site, config.reduce, progress=progress)[config.site.short]
     n = len(data.positive)
     pos, neg = acts[:n], acts[n:]
-    pool = (
-        pool_activations(model, config.site, config.n_pool, config.reduce, progress=progress)
-        if "mean_centring" in config.methods
-        else None
-    )
+    needs_pool = any(method_class(m).needs_all_training for m in config.methods)
+    pool = pool_activations(model, config.site, config.n_pool, config.reduce, progress=progress) if needs_pool else None
     common = dict(reduce=config.reduce, n_train=config.n_train, layer=config.layer)
     return {
         m: fit_vector(
@@ -111,6 +134,10 @@ def fit_methods(model, config: BakeoffConfig, *, progress: bool = False) -> dict
 
 @dataclass
 class BakeoffResult:
+    """``table``: one row per condition (``steering_sweep``); ``completions``: one row per generated
+    text; ``summary``: one row per method (``summarize``); the ``winner``; wall time; the vectors.
+    Figures: ``workbench.plots.concepts.bakeoff_figures``; files: ``workbench.experiments.bakeoff``."""
+
     config: BakeoffConfig
     table: pd.DataFrame
     completions: pd.DataFrame
@@ -118,7 +145,6 @@ class BakeoffResult:
     winner: str
     seconds: float
     vectors: dict[str, ConceptVector] = field(default_factory=dict)
-    figures: dict = field(default_factory=dict)
 
 
 def summarize(table: pd.DataFrame, *, max_ratio: float = 2.0) -> tuple[pd.DataFrame, str]:
@@ -169,9 +195,9 @@ def summarize(table: pd.DataFrame, *, max_ratio: float = 2.0) -> tuple[pd.DataFr
 
 
 def run_bakeoff(model, config: BakeoffConfig, *, progress: bool = True) -> BakeoffResult:
-    """Fit every method, run the same grid on the same prompts, summarise, and build the figures."""
-    from .plots import frontier_figure
-
+    """Fit every method, run the same grid on the same prompts, and summarise."""
+    if not isinstance(config, BakeoffConfig):
+        raise TypeError(f"config must be a BakeoffConfig, got {type(config).__name__}")
     start = time.perf_counter()
     vectors = fit_methods(model, config, progress=progress)
     sweep = steering_sweep(
@@ -180,7 +206,7 @@ def run_bakeoff(model, config: BakeoffConfig, *, progress: bool = True) -> Bakeo
         config.grid,
         concept=config.concept,
         toward=config.toward,
-        prompts=NEUTRAL_PROMPTS[: config.n_prompts],
+        prompts=neutral_prompts(config.n_prompts),
         max_new_tokens=config.max_new_tokens,
         positions=config.positions,
         seed=config.seed,
@@ -188,43 +214,16 @@ def run_bakeoff(model, config: BakeoffConfig, *, progress: bool = True) -> Bakeo
     )
     summary, winner = summarize(sweep.table, max_ratio=config.max_ratio)
     seconds = time.perf_counter() - start
-    figs = dict(sweep.figures)
-    figs["frontier"] = frontier_figure(
-        sweep.table,
-        title=f"Bake-off: {config.concept} at {config.site.short} "
-        f"({config.n_prompts} prompts, {config.max_new_tokens} tokens)",
-        max_ratio=config.max_ratio,
-    )
-    return BakeoffResult(config, sweep.table, sweep.completions, summary, winner, seconds, vectors, figs)
+    return BakeoffResult(config, sweep.table, sweep.completions, summary, winner, seconds, vectors)
 
 
-def save_bakeoff(result: BakeoffResult, directory="figures", *, static: bool = True) -> dict[str, str]:
-    """Write the tables (CSV), the summary (JSON) and the figures under ``directory``."""
-    import json
-    from pathlib import Path
-
-    from ..experiments.export import save_figure
-
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    stem = f"concepts_bakeoff_{result.config.concept}"
-    out = {}
-    result.table.to_csv(d / f"{stem}.csv", index=False)
-    result.completions.to_csv(d / f"{stem}_completions.csv", index=False)
-    (d / f"{stem}_summary.json").write_text(
-        json.dumps(
-            {
-                "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in result.config.__dict__.items()},
-                "winner": result.winner,
-                "seconds": result.seconds,
-                "summary": result.summary.to_dict(orient="records"),
-            },
-            indent=2,
-            default=float,
-        )
-    )
-    out["table"] = str(d / f"{stem}.csv")
-    for name, fig in result.figures.items():
-        save_figure(fig, f"{stem}_{name}", directory=d, formats=("html", "png", "svg") if static else ("html",))
-        out[name] = str(d / f"{stem}_{name}.html")
-    return out
+__all__ = [
+    "BUDGETS",
+    "GRID",
+    "BakeoffConfig",
+    "BakeoffResult",
+    "fit_methods",
+    "pool_activations",
+    "run_bakeoff",
+    "summarize",
+]

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional, Union
 
+from ..artifacts import save_text
+
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 Split = Literal["train", "test", "all"]
 
@@ -64,7 +66,8 @@ class ConceptSet:
         n_pos, n_neg = len(self.positive), len(self.negative)
         if self.paired and n_pos != n_neg:
             raise ConceptDataError(
-                f"concept '{self.name}' is paired but has {n_pos} positive and {n_neg} negative texts; pairs need equal counts"
+                f"concept '{self.name}' is paired but has {n_pos} positive and {n_neg} negative texts; "
+                "pairs need equal counts"
             )
         if max(n_pos, n_neg) > self.max_ratio * min(n_pos, n_neg):
             raise ConceptDataError(
@@ -185,8 +188,8 @@ def load_concept(name: str, *, directory: Union[str, Path, None] = None) -> Conc
 
 def save_concept(path: Union[str, Path], train: ConceptSet, test: Optional[ConceptSet] = None) -> Path:
     """Write ``train`` (and ``test``) as a concept JSONL file with its provenance line."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not isinstance(train, ConceptSet) or not (test is None or isinstance(test, ConceptSet)):
+        raise TypeError("save_concept needs ConceptSet train (and test) sets")
     head = {
         "concept": train.name,
         "positive_label": train.positive_label,
@@ -206,5 +209,4 @@ def save_concept(path: Union[str, Path], train: ConceptSet, test: Optional[Conce
         else:
             out += [json.dumps({"split": split, "label": 1, "text": t}, ensure_ascii=False) for t in cs.positive]
             out += [json.dumps({"split": split, "label": 0, "text": t}, ensure_ascii=False) for t in cs.negative]
-    path.write_text("\n".join(out) + "\n", encoding="utf-8")
-    return path
+    return save_text(path, "\n".join(out) + "\n")

@@ -6,13 +6,16 @@ For each steering condition (method, direction, strength) the same neutral promp
 - **success**: the share of completions an independent judge (``judges.py``) counts as showing the
   concept's positive side (e.g. VADER-positive share);
 - **fluency**: perplexity of the completion tokens under the *unsteered* model,
-  ``exp(mean over completion tokens of −log p(tᵢ | t_<i))``, pooled over the condition's completions;
+  ``exp(mean over completion tokens of −log p(tᵢ | t_<i))``, pooled over the condition's completions
+  (``workbench.likelihood.completion_nll``);
 - **side effects**: ``KL(p_unsteered ‖ p_steered)`` of the next-token distribution after each neutral
   prompt, averaged over prompts;
 - **distinct**: unique completion tokens / completion tokens (low values flag repetition loops, which
   perplexity rewards).
 
 Conditions run side by side in one batch (``RowGroups``), so a grid costs a few generation calls.
+The prompts default to ``workbench.prompts.neutral_prompts()``; figures of the results are in
+``workbench.plots.concepts``.
 """
 
 import math
@@ -25,36 +28,20 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..likelihood import completion_nll
 from ..positions import PositionSpec
+from ..prompts import neutral_prompts
 from ..registry import HookRegistry
 from ..sites import Site
-from ..tokens import pad_rows, pad_token_id
+from ..tokens import encode
+from ..validation import check_bool, check_choice, check_float, check_int, check_texts
 from .judges import Judge, judge_for
+from .method import TOWARD
 from .steering import RowGroups, steering_edit
 from .vectors import ConceptVector
 
-NEUTRAL_PROMPTS = (
-    "Yesterday I",
-    "My neighbour told me that",
-    "The meeting this morning",
-    "When I opened the door,",
-    "Here is what happened last week:",
-    "The letter said",
-    "On my way to work,",
-    "I have been thinking about",
-    "The report describes",
-    "After the phone call, she",
-    "This is a story about",
-    "Tomorrow we will",
-    "He looked at the box and",
-    "In the afternoon, the children",
-    "The new building on the corner",
-    "Let me tell you about my weekend.",
-    "The email from Sam",
-    "At the end of the day,",
-    "Our plan for Monday is",
-    "She picked up the phone and",
-)
+# completions are scored 32 rows per forward (the batching the bake-off numbers were measured with)
+NLL_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -69,35 +56,6 @@ class Condition:
     @property
     def label(self) -> str:
         return "unsteered" if self.edit is None else f"{self.method}:{self.toward}:{self.strength:g}"
-
-
-def _rows(model, prompts: Sequence[str]) -> list[list[int]]:
-    tok = model.tokenizer
-    return [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
-
-
-def completion_nll(
-    model, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]], *, batch_size: int = 32
-) -> list[tuple[float, int]]:
-    """Per row: (sum of −log p(completion token | everything before it), number of completion tokens)
-    under the unsteered model. Rows with an empty completion give (0.0, 0)."""
-    reg = HookRegistry(model)  # nothing registered: a plain forward through the registry
-    out: list[tuple[float, int]] = [(0.0, 0)] * len(prompt_ids)
-    todo = [i for i in range(len(prompt_ids)) if len(completion_ids[i]) > 0]
-    pad = pad_token_id(model)
-    with torch.no_grad():
-        for start in range(0, len(todo), batch_size):
-            idx = todo[start : start + batch_size]
-            rows = [list(prompt_ids[i]) + list(completion_ids[i]) for i in idx]
-            batch = pad_rows(rows, pad, padding_side="right")
-            logits = reg.run(batch, need_logits=True)
-            logp = F.log_softmax(logits.float(), -1)
-            for j, i in enumerate(idx):
-                p, c = len(prompt_ids[i]), len(completion_ids[i])
-                targets = torch.tensor(rows[j][p : p + c])
-                lp = logp[j, p - 1 : p + c - 1].gather(-1, targets[:, None])[:, 0]
-                out[i] = (float(-lp.sum()), c)
-    return out
 
 
 def next_token_logprobs(
@@ -128,19 +86,31 @@ def run_conditions(
     progress: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Generate, judge and score every condition on the same prompts. Returns ``(summary, completions)``:
-    one row per condition, and one row per (condition, prompt) with the text and its scores."""
+    one row per condition, and one row per (condition, prompt) with the text and its scores.
+
+    Completions are greedy (``temperature=0``) or seeded samples of ``max_new_tokens`` tokens, with
+    the condition's edit applied at ``positions``; at most ``max_rows`` rows go through one
+    ``generate`` call."""
     site = Site.parse(site, model)
-    prompts = list(prompts)
-    if not prompts:
-        raise ValueError("run_conditions needs at least one prompt")
-    if not conditions:
+    prompts = check_texts("prompts", prompts)
+    if not isinstance(judge, Judge):
+        raise TypeError(f"judge must be a Judge (see concepts.judges.judge_for), got {type(judge).__name__}")
+    if len(conditions) == 0:
         raise ValueError("run_conditions needs at least one condition")
+    for i, c in enumerate(conditions):
+        if not isinstance(c, Condition):
+            raise TypeError(f"conditions[{i}] must be a Condition, got {type(c).__name__}")
+    check_int("max_new_tokens", max_new_tokens, min=1)
+    check_float("temperature", temperature, min=0.0)
+    check_int("seed", seed, min=0)
+    check_int("max_rows", max_rows, min=1)
+    check_bool("progress", progress)
     if not any(c.edit is None for c in conditions):
-        conditions = [Condition("none", "none", 0.0, None)] + list(conditions)
+        conditions = [Condition("none", "none", 0.0, None), *conditions]
     n = len(prompts)
     per_call = max(1, max_rows // n)
     records = []
-    prompt_ids = _rows(model, prompts)
+    prompt_ids = [encode(model, p) for p in prompts]
     chunks = [conditions[i : i + per_call] for i in range(0, len(conditions), per_call)]
     for chunk in tqdm(chunks, desc="steering conditions", disable=not progress, leave=False):
         reg = HookRegistry(model)
@@ -171,9 +141,11 @@ def run_conditions(
                     }
                 )
     table = pd.DataFrame(records)
-    nll = completion_nll(model, [prompt_ids[prompts.index(p)] for p in table["prompt"]], list(table["_ids"]))
-    table["nll_sum"] = [a for a, _ in nll]
-    table["n_tokens"] = [b for _, b in nll]
+    nll_sum, n_tokens = completion_nll(
+        model, [prompt_ids[prompts.index(p)] for p in table["prompt"]], list(table["_ids"]), batch_size=NLL_BATCH
+    )
+    table["nll_sum"] = nll_sum.tolist()
+    table["n_tokens"] = n_tokens.tolist()
     table["distinct"] = [len(set(ids)) / len(ids) if ids else float("nan") for ids in table["_ids"]]
     table["score"] = [judge.score(t) for t in table["completion"]]
     table["hit"] = [judge.hit(t) for t in table["completion"]]
@@ -183,7 +155,7 @@ def run_conditions(
     for chunk in chunks:
         logp.append(next_token_logprobs(model, site, chunk, prompts, positions))
     logp = torch.cat(logp, 0)
-    base = [i for i, c in enumerate(conditions) if c.edit is None][0]
+    base = next(i for i, c in enumerate(conditions) if c.edit is None)
     p0 = logp[base]
     kl = (p0.exp() * (p0 - logp)).sum(-1).mean(-1)  # [n_conditions]
     rows = []
@@ -213,11 +185,11 @@ def run_conditions(
 
 @dataclass
 class SweepResult:
-    """``table``: one row per condition (tidy); ``completions``: one row per generated text; ``figures``."""
+    """``table``: one row per condition (tidy); ``completions``: one row per generated text.
+    ``workbench.plots.concepts.dose_response_figure(result.table)`` draws the table."""
 
     table: pd.DataFrame
     completions: pd.DataFrame
-    figures: dict = field(default_factory=dict)
 
 
 def steering_sweep(
@@ -227,33 +199,32 @@ def steering_sweep(
     *,
     concept: Optional[str] = None,
     judge: Optional[Judge] = None,
-    toward: Sequence[str] = ("positive", "negative"),
-    prompts: Sequence[str] = NEUTRAL_PROMPTS,
-    max_new_tokens: int = 24,
-    positions: PositionSpec = "all",
-    temperature: float = 0.0,
-    seed: int = 0,
-    max_rows: int = 160,
-    progress: bool = True,
+    toward: Sequence[str] = TOWARD,
+    prompts: Optional[Sequence[str]] = None,
+    **run_options,
 ) -> SweepResult:
     """Run a coefficient grid for one or more concept vectors (all at the same site) over a fixed set
-    of neutral prompts with a fixed seed. ``coefficients`` is one grid for every method or a dict
-    ``{method: grid}`` (strengths as in ``steering_edit``). Returns a tidy table
-    (method, toward, strength, success, perplexity, perplexity_ratio, kl, distinct, n, judge) and
-    dose-response figures."""
-    from .plots import dose_response_figure
-
+    of neutral prompts (default ``workbench.prompts.neutral_prompts()``) with a fixed seed.
+    ``coefficients`` is one grid for every method or a dict ``{method: grid}`` (strengths as in
+    ``steering_edit``); ``run_options`` go to ``run_conditions`` (``max_new_tokens``, ``positions``,
+    ``temperature``, ``seed``, ``max_rows``, ``progress``). Returns a tidy table (concept, site,
+    method, toward, strength, success, perplexity, perplexity_ratio, kl, distinct, n, judge)."""
     vecs = [vectors] if isinstance(vectors, ConceptVector) else list(vectors)
     if not vecs:
         raise ValueError("steering_sweep needs at least one ConceptVector")
+    for i, v in enumerate(vecs):
+        if not isinstance(v, ConceptVector):
+            raise TypeError(f"vectors[{i}] must be a ConceptVector, got {type(v).__name__}")
     sites = {v.site for v in vecs}
     if len(sites) != 1:
         raise ValueError(f"steering_sweep compares vectors at one site, got {sorted(s.short for s in sites)}")
+    (site,) = sites
     name = concept or vecs[0].concept
     judge = judge or judge_for(name)
+    if isinstance(toward, str) or len(toward) == 0:
+        raise ValueError(f"toward must be a non-empty sequence of 'positive'/'negative', got {toward!r}")
     for t in toward:
-        if t not in ("positive", "negative"):
-            raise ValueError(f"toward must hold 'positive'/'negative', got {t!r}")
+        check_choice("toward", t, TOWARD)
     conds = [Condition("none", "none", 0.0, None)]
     for v in vecs:
         grid = coefficients.get(v.method) if isinstance(coefficients, dict) else coefficients
@@ -262,23 +233,8 @@ def steering_sweep(
         for t in toward:
             for s in grid:
                 conds.append(Condition(v.method, t, float(s), steering_edit(v, float(s), t)))
-    summary, table = run_conditions(
-        model,
-        next(iter(sites)),
-        conds,
-        prompts,
-        judge,
-        max_new_tokens=max_new_tokens,
-        positions=positions,
-        temperature=temperature,
-        seed=seed,
-        max_rows=max_rows,
-        progress=progress,
-    )
+    prompts = neutral_prompts() if prompts is None else prompts
+    summary, table = run_conditions(model, site, conds, prompts, judge, **run_options)
     summary.insert(0, "concept", name)
-    summary.insert(1, "site", next(iter(sites)).short)
-    result = SweepResult(summary, table)
-    result.figures["dose_response"] = dose_response_figure(
-        summary, title=f"Dose-response: {name} at {next(iter(sites)).short}"
-    )
-    return result
+    summary.insert(1, "site", site.short)
+    return SweepResult(summary, table)

@@ -1,9 +1,10 @@
 """Reading activations for many texts through registry probes.
 
-``extract`` tokenises texts in batches (sorted by length, so little padding), registers one probe
-per site with the requested reduction, and runs ``HookRegistry.run``: with only probes enabled the
-forward pass stops right after the deepest requested layer. Positions are absolute and unpadded, so
-the result does not depend on the batch size or on the padding side (tests check this).
+``extract`` tokenises texts (``workbench.tokens.encode``) in batches (sorted by length, so little
+padding), registers one probe per site with the requested reduction, and runs ``HookRegistry.run``:
+with only probes enabled the forward pass stops right after the deepest requested layer. Positions
+are absolute and unpadded, so the result does not depend on the batch size or on the padding side
+(tests check this).
 
 SmolLM2 has no BOS token; its first position acts as an attention sink whose residual norm is ~100×
 the others, so ``reduce="mean"`` skips the first ``skip_first`` positions (default 1).
@@ -19,7 +20,8 @@ from tqdm.auto import tqdm
 
 from ..registry import HookRegistry
 from ..sites import Site, SiteLike
-from ..tokens import pad_rows, pad_token_id
+from ..tokens import encode, pad_rows, pad_token_id
+from ..validation import check_bool, check_choice, check_int, check_texts
 
 Reduce = Literal["last", "mean"]
 
@@ -51,28 +53,19 @@ def extract(
     ``reduce="last"`` keeps the last token; ``reduce="mean"`` averages tokens from position
     ``skip_first`` on (texts must then have more than ``skip_first`` tokens). Texts longer than
     ``max_tokens`` raise. Rows come back in the order of ``texts``."""
-    if reduce not in ("last", "mean"):
-        raise ValueError(f"reduce must be 'last' or 'mean', got {reduce!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    if padding_side not in ("left", "right"):
-        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
-    if isinstance(texts, str):
-        texts = [texts]
-    texts = list(texts)
-    if not texts:
-        raise ValueError("extract got no texts")
-    tok = model.tokenizer
-    if tok is None:
+    check_choice("reduce", reduce, ("last", "mean"))
+    check_int("batch_size", batch_size, min=1)
+    check_choice("padding_side", padding_side, ("left", "right"))
+    check_int("skip_first", skip_first, min=0)
+    check_int("max_tokens", max_tokens, min=1)
+    check_bool("progress", progress)
+    texts = check_texts("texts", [texts] if isinstance(texts, str) else texts)
+    if model.tokenizer is None:
         raise ValueError("extract needs a model with a tokenizer; for token ids use HookRegistry.run directly")
     site_list = _sites(model, sites)
     ids = []
     for i, t in enumerate(texts):
-        if not isinstance(t, str) or not t:
-            raise ValueError(f"text {i} is empty or not a string: {t!r}")
-        row = tok(t, add_special_tokens=False)["input_ids"]
-        if model.cfg.default_prepend_bos and tok.bos_token_id is not None:
-            row = [tok.bos_token_id] + row
+        row = encode(model, t)
         if len(row) > max_tokens:
             raise ValueError(f"text {i} has {len(row)} tokens, more than max_tokens={max_tokens}: {t[:50]!r}...")
         if reduce == "mean" and len(row) <= skip_first:

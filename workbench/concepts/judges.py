@@ -89,7 +89,8 @@ def food_hits(text: str) -> int:
 
 _CASUAL_WORDS = re.compile(
     r"\b(hey|yo|hiya|lol|lmao|omg|btw|tbh|fyi|lmk|idk|imo|gonna|wanna|gotta|kinda|sorta|outta|dunno|yeah|yep|nope|"
-    r"ok|okay|guys|dude|cool|awesome|super|stuff|totally|cya|haha\w*|ugh|meh|nah|wow|u|ur|pls|thx|thanks a ton|no biggie)\b",
+    r"ok|okay|guys|dude|cool|awesome|super|stuff|totally|cya|haha\w*|ugh|meh|nah|wow|u|ur|pls|thx|"
+    r"thanks a ton|no biggie)\b",
     re.IGNORECASE,
 )
 _CONTRACTION = re.compile(r"\b\w+'(s|re|m|ll|d|ve|t)\b|\b\w+n't\b", re.IGNORECASE)

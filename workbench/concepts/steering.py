@@ -6,10 +6,15 @@ processing and KV-cached generation on exactly the positions the user selects.
 - ``GCAVEdit``: per-sample, per-position closed form of GCAV (Zhang et al. 2025) — the smallest move
   along ``v = w/‖w‖`` that brings the probe probability to a target (up to ``p⁺`` or down to ``p⁻``).
 - ``ProjectOut`` (from ``workbench.edits``): directional ablation ``h ← h − r̂ r̂ᵀ h`` (Arditi et al. 2024).
-- ``AblateAndAdd``: ``h ← h − r̂ r̂ᵀ h + α·r`` (ablate, then induce; Arditi et al. 2024).
-- ``ACEEdit``: ``h ← h − r̂ r̂ᵀ (h − μ₀) + α·r`` (Marshall et al. 2024).
+- ``AblateAndAdd``: ``h ← h − r̂ r̂ᵀ h + α·r`` (ablate, then induce; Arditi et al. 2024), the composition
+  ``ProjectOut(r)`` then ``AddVector(r, α)``.
+- ``ACEEdit``: ``h ← h − r̂ r̂ᵀ (h − μ₀) + α·r`` (Marshall et al. 2024), the projection conjugated by the
+  translation to the reference point, then the push: ``AddVector(μ₀, −1)``, ``ProjectOut(r)``,
+  ``AddVector(μ₀, 1)``, ``AddVector(r, α)``.
 - ``RowGroups``: different edits for different row blocks of one batch (runs many steering
   conditions in one generation call).
+
+``steering_edit(vector, strength, toward)`` asks the vector's registered method for its edit.
 """
 
 import math
@@ -20,15 +25,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from ..edits import AddVector, EditContext, check_width
+from ..edits import AddVector, Compose, Edit, EditContext, ProjectOut, as_direction, as_vector, check_width
+from ..validation import check_choice, check_float
+from .method import Scale, Toward, get_method
 from .vectors import ConceptVector
-
-
-def _vec(x, name: str) -> Tensor:
-    v = torch.as_tensor(x).detach().float()
-    if v.ndim != 1 or v.numel() == 0 or not torch.isfinite(v).all():
-        raise ValueError(f"{name} must be a finite 1-d vector, got shape {tuple(v.shape)}")
-    return v
 
 
 def _logit(p: float) -> float:
@@ -70,17 +70,15 @@ class GCAVEdit:
     _z: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        w = _vec(self.w, "GCAVEdit.w")
-        if float(w.norm()) == 0:
-            raise ValueError("GCAVEdit.w is the zero vector")
+        w = as_direction(self.w, "GCAVEdit.w", "push along").float()
+        check_float("GCAVEdit.b", self.b)
         if (self.target is None) == (self.target_logit is None):
             raise ValueError("give GCAVEdit exactly one of target (a probability) or target_logit")
         if self.target is not None and not 0.0 < float(self.target) < 1.0:
             raise ValueError(f"GCAVEdit.target must be a probability strictly between 0 and 1, got {self.target!r}")
-        if self.target_logit is not None and not math.isfinite(self.target_logit):
-            raise ValueError(f"GCAVEdit.target_logit must be finite, got {self.target_logit!r}")
-        if self.mode not in ("add", "remove"):
-            raise ValueError(f"GCAVEdit.mode must be 'add' or 'remove', got {self.mode!r}")
+        if self.target_logit is not None:
+            check_float("GCAVEdit.target_logit", self.target_logit)
+        check_choice("GCAVEdit.mode", self.mode, ("add", "remove"))
         object.__setattr__(self, "_w", w)
         object.__setattr__(
             self, "_z", _logit(float(self.target)) if self.target is not None else float(self.target_logit)
@@ -95,8 +93,11 @@ class GCAVEdit:
         *,
         target_logit: Optional[float] = None,
     ) -> "GCAVEdit":
-        if vector.method != "logistic" or vector.bias is None:
-            raise ValueError(f"GCAV needs a logistic ConceptVector with a bias, got method {vector.method!r}")
+        """GCAV with the probe a vector carries (``w = ‖w‖·v`` and ``b``; the ``logistic`` method)."""
+        if vector.bias is None or "w_norm" not in vector.params:
+            raise ValueError(
+                f"GCAV needs a vector with a logistic probe (a bias and params['w_norm']), got a {vector.method!r} one"
+            )
         return cls(vector.unit * vector.params["w_norm"], float(vector.bias), target, mode, target_logit)
 
     def __call__(self, acts: Tensor, ctx: EditContext) -> Tensor:
@@ -113,23 +114,22 @@ class GCAVEdit:
 @dataclass(frozen=True)
 class AblateAndAdd:
     """``h ← h − r̂ r̂ᵀ h + α·r``: directional ablation followed by inducing ``α·r`` (Arditi et al. 2024;
-    ``α = 0`` is pure ablation)."""
+    ``α = 0`` is pure ablation). The edit is ``Compose(ProjectOut(r), AddVector(r, α))``."""
 
     r: Tensor
     coeff: float = 0.0
     _r: Tensor = field(init=False, repr=False, compare=False)
+    _steps: Compose = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        r = _vec(self.r, "AblateAndAdd.r")
-        if float(r.norm()) == 0:
-            raise ValueError("AblateAndAdd.r is the zero vector")
+        r = as_direction(self.r, "AblateAndAdd.r", "ablate").float()
+        coeff = check_float("AblateAndAdd.coeff", self.coeff)
         object.__setattr__(self, "_r", r)
+        object.__setattr__(self, "_steps", Compose(ProjectOut(r), AddVector(r, coeff)))
 
     def __call__(self, acts: Tensor, ctx: EditContext) -> Tensor:
         check_width(self._r, acts, "AblateAndAdd.r")
-        r = self._r.to(acts.device, acts.dtype)
-        r_hat = r / r.norm()
-        return acts - (acts @ r_hat)[..., None] * r_hat + self.coeff * r
+        return self._steps(acts, ctx)
 
     def __repr__(self) -> str:
         return f"AblateAndAdd(|r|={self._r.norm():.3g}, coeff={self.coeff:g})"
@@ -138,22 +138,24 @@ class AblateAndAdd:
 @dataclass(frozen=True)
 class ACEEdit:
     """Affine concept editing (Marshall et al. 2024): ``h ← h − r̂ r̂ᵀ (h − μ₀) + α·r``. The component of
-    ``h`` along ``r̂`` is set to that of the reference point ``μ₀``, then ``α·r`` is added."""
+    ``h`` along ``r̂`` is set to that of the reference point ``μ₀``, then ``α·r`` is added: the projection
+    about ``μ₀`` (translate by ``−μ₀``, ``ProjectOut(r)``, translate back) followed by ``AddVector(r, α)``."""
 
     r: Tensor
     mu0: Tensor
     coeff: float = 0.0
     _r: Tensor = field(init=False, repr=False, compare=False)
-    _mu0: Tensor = field(init=False, repr=False, compare=False)
+    _steps: Compose = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        r, mu0 = _vec(self.r, "ACEEdit.r"), _vec(self.mu0, "ACEEdit.mu0")
-        if float(r.norm()) == 0:
-            raise ValueError("ACEEdit.r is the zero vector")
+        r = as_direction(self.r, "ACEEdit.r", "edit").float()
+        mu0 = as_vector(self.mu0, "ACEEdit.mu0").float()
         if mu0.shape != r.shape:
             raise ValueError(f"ACEEdit.mu0 has shape {tuple(mu0.shape)} but r has {tuple(r.shape)}")
+        coeff = check_float("ACEEdit.coeff", self.coeff)
         object.__setattr__(self, "_r", r)
-        object.__setattr__(self, "_mu0", mu0)
+        steps = Compose(AddVector(mu0, -1.0), ProjectOut(r), AddVector(mu0, 1.0), AddVector(r, coeff))
+        object.__setattr__(self, "_steps", steps)
 
     @classmethod
     def from_vector(cls, vector: ConceptVector, coeff: float) -> "ACEEdit":
@@ -165,10 +167,7 @@ class ACEEdit:
 
     def __call__(self, acts: Tensor, ctx: EditContext) -> Tensor:
         check_width(self._r, acts, "ACEEdit.r")
-        r = self._r.to(acts.device, acts.dtype)
-        mu0 = self._mu0.to(acts.device, acts.dtype)
-        r_hat = r / r.norm()
-        return acts - ((acts - mu0) @ r_hat)[..., None] * r_hat + self.coeff * r
+        return self._steps(acts, ctx)
 
     def __repr__(self) -> str:
         return f"ACEEdit(|r|={self._r.norm():.3g}, coeff={self.coeff:g})"
@@ -189,6 +188,9 @@ class RowGroups:
             raise ValueError(
                 f"RowGroups needs one positive size per edit, got {len(self.edits)} edits and sizes {self.sizes}"
             )
+        for i, e in enumerate(self.edits):
+            if e is not None and not callable(e):
+                raise TypeError(f"RowGroups edit {i} must be None or callable (acts, ctx) -> acts, got {e!r}")
 
     def __call__(self, acts: Tensor, ctx: EditContext) -> Tensor:
         if acts.shape[0] != sum(self.sizes):
@@ -212,15 +214,15 @@ class RowGroups:
         return torch.cat(out, 0)
 
 
-Direction = Literal["positive", "negative"]
-
-
-def steering_edit(vector: ConceptVector, strength: float, toward: Direction = "positive", *, scale: str = "mean_diff"):
-    """The edit with which ``vector``'s method steers toward one side, at ``strength``.
+def steering_edit(
+    vector: ConceptVector, strength: float, toward: Toward = "positive", *, scale: Scale = "mean_diff"
+) -> Edit:
+    """The edit with which ``vector``'s registered method steers toward one side, at ``strength``
+    (``get_method(vector.method).edit(vector, strength, toward, scale=scale)``).
 
     For additive methods the pushed vector is the method's direction rescaled to the norm of the
     mean difference ``‖μ⁺ − μ⁻‖`` (``scale="mean_diff"``), so one strength means the same push
-    length for every method: ``h ← h ± strength·‖r‖·d̂``. Per method:
+    length for every method: ``h ← h ± strength·‖r‖·d̂``. For the built-in methods:
 
     - ``logistic`` (GCAV): the target logit is ``±strength·‖w‖·‖r‖``, i.e. every selected token is moved
       (only if needed) until it lies ``strength·‖r‖`` past the probe's decision boundary along ``v``;
@@ -228,30 +230,9 @@ def steering_edit(vector: ConceptVector, strength: float, toward: Direction = "p
     - ``mean_centring``: toward positive ``μ⁺ − μ_all``, toward negative ``μ⁻ − μ_all`` (each rescaled);
     - ``ablation``: ``h − r̂ r̂ᵀ h ± strength·r``; ``ace``: ``h − r̂ r̂ᵀ (h − μ₀) ± strength·r``.
     """
-    if toward not in ("positive", "negative"):
-        raise ValueError(f"toward must be 'positive' or 'negative', got {toward!r}")
-    if scale not in ("mean_diff", "raw"):
-        raise ValueError(f"scale must be 'mean_diff' or 'raw', got {scale!r}")
-    sign = 1.0 if toward == "positive" else -1.0
-    m = vector.method
-    r_norm = vector.params.get("mean_diff_norm", float(vector.direction.norm()))
-    if m == "logistic":
-        if strength <= 0:
-            raise ValueError(f"GCAV strength must be > 0 (target logit = strength·‖w‖·‖r‖), got {strength}")
-        z = strength * vector.params["w_norm"] * r_norm
-        return GCAVEdit.from_vector(
-            vector, None, "add" if toward == "positive" else "remove", target_logit=z if toward == "positive" else -z
-        )
-    if m in ("mean_diff", "pca_diff"):
-        d = vector.unit * r_norm if scale == "mean_diff" else vector.direction
-        return AddVector(d, sign * strength)
-    if m == "mean_centring":
-        d = vector.extras[f"toward_{toward}"]
-        if scale == "mean_diff":
-            d = d / d.norm() * r_norm
-        return AddVector(d, strength)
-    if m == "ablation":
-        return AblateAndAdd(vector.direction, sign * strength)
-    if m == "ace":
-        return ACEEdit.from_vector(vector, sign * strength)
-    raise ValueError(f"no steering edit for method {m!r}")
+    if not isinstance(vector, ConceptVector):
+        raise TypeError(f"steering_edit needs a ConceptVector, got {type(vector).__name__}")
+    return get_method(vector.method).edit(vector, strength, toward, scale=scale)
+
+
+__all__ = ["ACEEdit", "AblateAndAdd", "GCAVEdit", "RowGroups", "gcav_epsilon", "steering_edit"]

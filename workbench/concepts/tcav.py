@@ -107,7 +107,8 @@ class TCAVResult:
 
     def __repr__(self) -> str:
         return (
-            f"TCAVResult(score={self.score:.3f} ± {np.std(self.concept_scores):.3f}, random={np.mean(self.random_scores):.3f}, "
+            f"TCAVResult(score={self.score:.3f} ± {np.std(self.concept_scores):.3f}, "
+            f"random={np.mean(self.random_scores):.3f}, "
             f"t={self.t_statistic:.2f}, p={self.p_value:.3g}, significant={self.significant})"
         )
 

@@ -1,56 +1,63 @@
-"""Concept vectors: six ways to turn positive/negative activations into a direction.
+"""Concept vectors: a direction at a site, how it was made, and the pure formulas behind it.
 
-Every function here is pure (activations in, tensors out); ``fit_vector`` wraps them into a
-``ConceptVector`` that records the site, the method, its parameters and, for the logistic probe,
-the bias. ``ConceptVector.save``/``load`` use safetensors + JSON (no pickles).
+The methods themselves are registered objects (``method.py``, the six built-ins in ``methods.py``);
+this module holds what they share: the pure direction formulas (activations in, tensors out; METHODS.md §1)
 
-Methods (formulas as in METHODS.md §1):
+- ``mean_difference``: ``mean(h⁺) − mean(h⁻)`` (CAA, Rimsky et al. 2024; ActAdd, Turner et al. 2023);
+- ``mean_centring``: ``mean(h_target) − mean(h_all_training)`` (Jorgensen et al. 2023);
+- ``pca_of_differences``: first principal component of ``{h⁺ᵢ − h⁻ᵢ}`` (repeng), sign along the mean difference;
 
-- ``logistic`` — TCAV (Kim et al. 2018), SCAV (Xu et al. 2024), GCAV (Zhang et al. 2025): an
-  L2-regularised logistic probe ``P(c|h) = σ(wᵀh + b)``; the direction is ``v = w/‖w‖``, with
-  ``‖w‖`` and ``b`` kept for GCAV's closed-form edit.
-- ``mean_diff`` — CAA (Rimsky et al. 2024) / ActAdd (Turner et al. 2023): ``v = mean(h⁺) − mean(h⁻)``.
-- ``mean_centring`` — Jorgensen et al. 2023: ``v = mean(h_target) − mean(h_all_training)``.
-- ``pca_diff`` — repeng: first principal component of ``{h⁺ᵢ − h⁻ᵢ}``, sign aligned with the mean difference.
-- ``ablation`` — Arditi et al. 2024: ``r = mean(h⁺) − mean(h⁻)``; edits use ``r̂`` (remove) and ``r`` (induce).
-- ``ace`` — Marshall et al. 2024: ``r = μ⁺ − μ⁻`` and a reference point ``μ₀`` (negative or pooled mean).
+and ``ConceptVector``, which records the site, the method's name, its parameters and tensors, and is
+saved through ``workbench.artifacts`` (kind ``"concept_vector"``): ``<stem>.safetensors`` + ``<stem>.json``.
+``fit_vector(method, ...)`` looks the method up in the registry and fits it.
 """
 
 import json
-from collections.abc import Sequence
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
-import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ..artifacts import KIND_KEY, ArtifactError, load_tensors, read_json, save_tensors, tensor_paths
 from ..sites import Site
+from ..validation import check_str
+from .method import method_class
+from .probe import LogisticProbe, best_layer, fit_logistic, layer_sweep
 
-METHODS = ("logistic", "mean_diff", "mean_centring", "pca_diff", "ablation", "ace")
+KIND = "concept_vector"
+# 2: written through workbench.artifacts (kind + schema_version). 1: the earlier files, marked
+# "format": 1 and no kind; they still load.
+SCHEMA_VERSION = 2
+META_FIELDS = ("site", "hook_name", "method", "params", "bias", "concept", "d_model")
 
 
-def _check_pair(pos: Tensor, neg: Tensor) -> None:
-    for name, x in (("positive", pos), ("negative", neg)):
+def check_pair(pos: Tensor, neg: Tensor, names: tuple[str, str] = ("positive", "negative")) -> None:
+    """Both are finite ``[n, d]`` tensors with ``n >= 1`` and the same ``d``."""
+    for name, x in zip(names, (pos, neg)):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{name} activations must be a torch.Tensor [n, d], got {type(x).__name__}")
         if x.ndim != 2 or x.shape[0] == 0:
             raise ValueError(f"{name} activations must be [n, d] with n >= 1, got shape {tuple(x.shape)}")
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name} activations hold NaN or Inf")
     if pos.shape[1] != neg.shape[1]:
-        raise ValueError(f"positive activations have width {pos.shape[1]} but negative ones {neg.shape[1]}")
+        raise ValueError(f"{names[0]} activations have width {pos.shape[1]} but {names[1]} ones {neg.shape[1]}")
 
 
-# ----------------------------------------------------------------------------- pure methods
 def mean_difference(pos: Float[Tensor, "n d"], neg: Float[Tensor, "m d"]) -> Float[Tensor, " d"]:
     """``mean(h⁺) − mean(h⁻)`` (CAA, Rimsky et al. 2024; ActAdd, Turner et al. 2023)."""
-    _check_pair(pos, neg)
+    check_pair(pos, neg)
     return pos.double().mean(0).float() - neg.double().mean(0).float()
 
 
 def mean_centring(target: Float[Tensor, "n d"], all_training: Float[Tensor, "m d"]) -> Float[Tensor, " d"]:
     """``mean(h_target) − mean(h_all_training)`` (Jorgensen et al. 2023, "Improving activation
     steering in language models with mean-centring")."""
-    _check_pair(target, all_training)
+    check_pair(target, all_training, ("target", "all_training"))
     return target.double().mean(0).float() - all_training.double().mean(0).float()
 
 
@@ -58,7 +65,7 @@ def pca_of_differences(pos: Float[Tensor, "n d"], neg: Float[Tensor, "n d"]) -> 
     """First principal component of the paired differences ``{h⁺ᵢ − h⁻ᵢ}`` (repeng), as a unit
     vector with its sign chosen so that it points along the mean difference. The differences are
     centred before the SVD (as PCA does). Returns ``(v, explained_variance_ratio)``."""
-    _check_pair(pos, neg)
+    check_pair(pos, neg)
     if pos.shape[0] != neg.shape[0]:
         raise ValueError(
             f"PCA of differences needs paired activations, got {pos.shape[0]} positive and {neg.shape[0]} negative"
@@ -76,81 +83,14 @@ def pca_of_differences(pos: Float[Tensor, "n d"], neg: Float[Tensor, "n d"]) -> 
 
 
 @dataclass(frozen=True)
-class LogisticProbe:
-    """``P(c|h) = σ(wᵀh + b)``; ``C`` is scikit-learn's inverse regularisation strength."""
-
-    w: Tensor
-    b: float
-    C: float
-    n_iter: int
-
-    def logits(self, h: Float[Tensor, "... d"]) -> Float[Tensor, "..."]:
-        return h.double() @ self.w.double() + self.b
-
-    def predict_proba(self, h: Float[Tensor, "... d"]) -> Float[Tensor, "..."]:
-        return torch.sigmoid(self.logits(h))
-
-    def accuracy(self, h: Tensor, labels: Tensor) -> float:
-        return float(((self.logits(h) > 0).long() == torch.as_tensor(labels).long()).double().mean())
-
-
-def fit_logistic(
-    x: Float[Tensor, "n d"], y: Sequence[int], *, C: float = 1.0, max_iter: int = 500, tol: float = 1e-8
-) -> LogisticProbe:
-    """L2-regularised logistic regression, the same objective as scikit-learn's
-    ``LogisticRegression(C=C)`` (lbfgs): minimise ``C · Σᵢ BCE(σ(wᵀxᵢ + b), yᵢ) + ½‖w‖²`` (the intercept
-    is not penalised). Solved in float64 with L-BFGS (strong Wolfe line search); features are scaled
-    by one global constant internally for conditioning, which leaves the optimum unchanged after
-    rescaling back. Used for TCAV/SCAV/GCAV probes (Kim et al. 2018; Xu et al. 2024; Zhang et al. 2025)."""
-    x = torch.as_tensor(x).double()
-    y_t = torch.as_tensor(list(y) if not isinstance(y, Tensor) else y).double()
-    if x.ndim != 2 or x.shape[0] != y_t.shape[0]:
-        raise ValueError(
-            f"fit_logistic needs x [n, d] and y [n] with the same n, got {tuple(x.shape)} and {tuple(y_t.shape)}"
-        )
-    if not set(y_t.unique().tolist()) <= {0.0, 1.0} or y_t.unique().numel() != 2:
-        raise ValueError("fit_logistic needs labels 0 and 1, both present")
-    if C <= 0:
-        raise ValueError(f"C must be > 0, got {C}")
-    # Scale features by s: w_s = s·w keeps w·x, and the penalty ½‖w‖² = ½‖w_s‖²/s².
-    s = float(x.abs().mean().clamp_min(1e-12))
-    xs = x / s
-    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
-    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS(
-        [w, b],
-        lr=1.0,
-        max_iter=max_iter,
-        tolerance_grad=tol,
-        tolerance_change=1e-14,
-        history_size=20,
-        line_search_fn="strong_wolfe",
-    )
-    n = x.shape[0]
-
-    def closure():
-        opt.zero_grad()
-        z = xs @ w + b
-        # objective divided by C·n for conditioning: mean BCE + ‖w‖²/(2 C n s²)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(z, y_t) + (w @ w) / (2 * C * n * s * s)
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        opt.step(closure)
-    state = opt.state[opt._params[0]]
-    return LogisticProbe(w.detach() / s, float(b.detach()), C, int(state.get("n_iter", 0)))
-
-
-# ----------------------------------------------------------------------------- ConceptVector
-@dataclass(frozen=True)
 class ConceptVector:
     """A direction at a site, how it was made, and what its edits need.
 
     ``direction`` is the method's vector (unit ``v`` for ``logistic`` and ``pca_diff``; the raw
-    difference for the others). ``bias`` is the probe's ``b`` (logistic only) and
-    ``params["w_norm"]`` its ``‖w‖``; ``extras`` holds further tensors (e.g. ACE's reference point
-    ``mu0``, the means ``mu_pos``/``mu_neg``). ``params`` is JSON-serialisable."""
+    difference for the others). ``method`` is a registered method's name. ``bias`` is the probe's
+    ``b`` (logistic only) and ``params["w_norm"]`` its ``‖w‖``; ``extras`` holds further ``[d]``
+    tensors (e.g. ACE's reference point ``mu0``, the means ``mu_pos``/``mu_neg``). ``params`` is
+    JSON-serialisable."""
 
     site: Site
     direction: Tensor
@@ -161,15 +101,30 @@ class ConceptVector:
     concept: str = ""
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; use one of {METHODS}")
+        method_class(self.method)  # raises, listing the registered methods
         if not isinstance(self.site, Site):
             raise TypeError(f"site must be a Site, got {type(self.site).__name__}")
         d = torch.as_tensor(self.direction).detach().float()
         if d.ndim != 1 or not torch.isfinite(d).all() or float(d.norm()) == 0:
             raise ValueError(f"direction must be a finite non-zero 1-d vector, got shape {tuple(d.shape)}")
         object.__setattr__(self, "direction", d)
-        json.dumps(self.params)  # raises TypeError naming the bad value if not serialisable
+        extras = {}
+        for k, v in dict(self.extras).items():
+            v = torch.as_tensor(v).detach().float()
+            if v.shape != d.shape or not torch.isfinite(v).all():
+                raise ValueError(
+                    f"extras[{k!r}] must be a finite vector of shape {tuple(d.shape)}, got {tuple(v.shape)}"
+                )
+            extras[check_str("extras key", k)] = v
+        object.__setattr__(self, "extras", extras)
+        if not isinstance(self.params, dict):
+            raise TypeError(f"params must be a dict, got {type(self.params).__name__}")
+        json.dumps(self.params, allow_nan=False)  # raises naming the bad value if not serialisable
+        if self.bias is not None:
+            if isinstance(self.bias, bool) or not isinstance(self.bias, (int, float)) or not math.isfinite(self.bias):
+                raise ValueError(f"bias must be a finite number or None, got {self.bias!r}")
+            object.__setattr__(self, "bias", float(self.bias))
+        check_str("concept", self.concept, allow_empty=True)
 
     @property
     def unit(self) -> Tensor:
@@ -180,21 +135,26 @@ class ConceptVector:
         return self.direction.shape[0]
 
     def probe_logit(self, h: Tensor) -> Tensor:
-        """``wᵀh + b`` of the logistic probe (logistic vectors only)."""
-        if self.method != "logistic":
-            raise ValueError(f"probe_logit needs a logistic ConceptVector, this one is {self.method!r}")
+        """``wᵀh + b`` of the logistic probe (vectors that carry one: a bias and ``params["w_norm"]``)."""
+        if self.bias is None or "w_norm" not in self.params:
+            raise ValueError(
+                f"probe_logit needs a vector with a probe (bias and w_norm); this is a {self.method!r} one"
+            )
         return self.params["w_norm"] * (h.double() @ self.unit.double()) + self.bias
 
-    def save(self, path: Union[str, Path]) -> Path:
-        """Write ``path.safetensors`` (tensors) and ``path.json`` (everything else); returns the stem."""
-        from safetensors.torch import save_file
+    def check_model(self, model) -> "ConceptVector":
+        """Raise unless the vector's site exists in ``model`` and its width is the model's ``d_model``."""
+        self.site.check(model)
+        if self.d_model != model.cfg.d_model:
+            raise ValueError(
+                f"this {self.method} vector has d_model {self.d_model} but the model has {model.cfg.d_model}"
+            )
+        return self
 
-        stem = Path(path)
-        stem = stem.with_suffix("") if stem.suffix in (".json", ".safetensors") else stem
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {"direction": self.direction.contiguous()}
-        tensors.update({f"extra.{k}": v.detach().float().contiguous() for k, v in self.extras.items()})
-        save_file(tensors, str(stem) + ".safetensors")
+    def save(self, path: Union[str, Path]) -> Path:
+        """Write ``<stem>.safetensors`` (tensors) and ``<stem>.json`` (everything else); returns the stem."""
+        tensors = {"direction": self.direction}
+        tensors.update({f"extra.{k}": v for k, v in self.extras.items()})
         meta = {
             "site": self.site.short,
             "hook_name": self.site.hook_name,
@@ -203,35 +163,97 @@ class ConceptVector:
             "bias": self.bias,
             "concept": self.concept,
             "d_model": self.d_model,
-            "format": 1,
         }
-        Path(str(stem) + ".json").write_text(json.dumps(meta, indent=2))
-        return stem
+        return save_tensors(path, tensors, meta, kind=KIND, version=SCHEMA_VERSION)
 
     @classmethod
-    def load(cls, path: Union[str, Path]) -> "ConceptVector":
-        from safetensors.torch import load_file
-
-        stem = Path(path)
-        stem = stem.with_suffix("") if stem.suffix in (".json", ".safetensors") else stem
-        meta_path, tensor_path = Path(str(stem) + ".json"), Path(str(stem) + ".safetensors")
+    def load(cls, path: Union[str, Path], *, model=None) -> "ConceptVector":
+        """Read a vector saved by ``save`` (or by the earlier ``"format": 1`` code). Checks the kind and
+        schema version, that the stored site and hook name agree, that every tensor is finite and has
+        the stored ``d_model``, and (with ``model``) that the site exists in it and the widths match.
+        Every error names the file and the field."""
+        tensor_path, meta_path = tensor_paths(path)
         for p in (meta_path, tensor_path):
-            if not p.exists():
+            if not p.is_file():
                 raise FileNotFoundError(
                     f"ConceptVector file {p} is missing (a vector is saved as .json + .safetensors)"
                 )
-        meta = json.loads(meta_path.read_text())
+        doc = read_json(meta_path)
+        if KIND_KEY not in doc and doc.get("format") == 1:
+            tensors, meta = _load_format_1(meta_path, tensor_path, doc)
+        else:
+            tensors, meta = load_tensors(
+                meta_path,
+                kind=KIND,
+                versions=(SCHEMA_VERSION,),
+                required_tensors=("direction",),
+                required_meta=META_FIELDS,
+            )
+        return _from_saved(cls, meta_path, tensor_path, tensors, meta, model)
+
+
+def _load_format_1(meta_path: Path, tensor_path: Path, doc: dict) -> tuple[dict[str, Tensor], dict]:
+    """The files written before ``workbench.artifacts``: same fields, ``"format": 1`` instead of a kind."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    missing = [f for f in META_FIELDS if f not in doc]
+    if missing:
+        raise ArtifactError(f"{meta_path}: missing field(s) {', '.join(map(repr, missing))}")
+    try:
         tensors = load_file(str(tensor_path))
-        extras = {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
-        return cls(
-            Site.parse(meta["site"]),
-            tensors["direction"],
-            meta["method"],
-            meta["params"],
-            meta["bias"],
-            extras,
-            meta.get("concept", ""),
-        )
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ArtifactError(f"{tensor_path}: not a readable safetensors file ({err})") from None
+    if "direction" not in tensors:
+        raise ArtifactError(f"{tensor_path}: missing tensor 'direction'; found {sorted(tensors)}")
+    for k, v in tensors.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise ArtifactError(f"{tensor_path}: tensor {k!r} holds NaN or Inf")
+    return tensors, doc
+
+
+def _from_saved(cls, meta_path: Path, tensor_path: Path, tensors: dict, meta: dict, model) -> ConceptVector:
+    def bad(field_name: str, problem: str) -> ArtifactError:
+        return ArtifactError(f"{meta_path}: field {field_name!r} {problem}")
+
+    try:
+        site = Site.parse(meta["site"])
+    except (TypeError, ValueError, KeyError) as err:
+        raise bad("site", f"is {meta['site']!r}, not a site ({err})") from None
+    if meta["hook_name"] != site.hook_name:
+        raise bad("hook_name", f"is {meta['hook_name']!r} but field 'site' {site.short!r} is hook {site.hook_name!r}")
+    d_model = meta["d_model"]
+    if isinstance(d_model, bool) or not isinstance(d_model, int) or d_model < 1:
+        raise bad("d_model", f"must be a positive int, got {d_model!r}")
+    for name, t in tensors.items():
+        if tuple(t.shape) != (d_model,):
+            raise ArtifactError(
+                f"{tensor_path}: tensor {name!r} has shape {tuple(t.shape)}, "
+                f"but {meta_path} field 'd_model' is {d_model}"
+            )
+    try:
+        method_class(meta["method"])
+    except ValueError as err:
+        raise bad("method", str(err)) from None
+    if not isinstance(meta["params"], dict):
+        raise bad("params", f"must be an object, got {type(meta['params']).__name__}")
+    bias = meta["bias"]
+    if bias is not None and (isinstance(bias, bool) or not isinstance(bias, (int, float))):
+        raise bad("bias", f"must be a number or null, got {bias!r}")
+    if not isinstance(meta["concept"], str):
+        raise bad("concept", f"must be a string, got {meta['concept']!r}")
+    if model is not None:
+        if d_model != model.cfg.d_model:
+            raise bad("d_model", f"is {d_model} but the model has d_model {model.cfg.d_model}")
+        try:
+            site.check(model)
+        except KeyError as err:
+            raise bad("site", f"{site.short!r} does not exist in this model ({err})") from None
+    extras = {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
+    try:
+        return cls(site, tensors["direction"], meta["method"], meta["params"], bias, extras, meta["concept"])
+    except (TypeError, ValueError) as err:
+        raise ArtifactError(f"{meta_path}: {err}") from None
 
 
 def fit_vector(
@@ -247,90 +269,32 @@ def fit_vector(
     concept: str = "",
     extra_params: Optional[dict] = None,
 ) -> ConceptVector:
-    """Fit one ``ConceptVector`` with ``method`` from positive/negative activations at ``site``.
+    """Fit one ``ConceptVector`` with the registered ``method`` from positive/negative activations at
+    ``site`` (``get_method(method, ...).fit(...)``).
 
-    ``mean_centring`` needs ``all_training`` (activations of the whole training distribution) and a
-    ``target`` side; ``pca_diff`` needs paired rows; ``ace_reference`` is ``"pooled"`` (mean of μ⁺ and μ⁻)
-    or ``"negative"`` (μ⁻)."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
-    _check_pair(pos, neg)
-    params = dict(extra_params or {}, n_pos=int(pos.shape[0]), n_neg=int(neg.shape[0]))
-    mu_pos, mu_neg = pos.double().mean(0).float(), neg.double().mean(0).float()
-    r = mu_pos - mu_neg
-    params["mean_diff_norm"] = float(r.norm())
-    extras = {"mu_pos": mu_pos, "mu_neg": mu_neg}
-    bias = None
-    if method == "logistic":
-        probe = fit_logistic(torch.cat([pos, neg]), [1] * len(pos) + [0] * len(neg), C=C)
-        w_norm = float(probe.w.norm())
-        direction = (probe.w / w_norm).float()
-        bias = probe.b
-        params.update(
-            C=C,
-            w_norm=w_norm,
-            train_accuracy=probe.accuracy(torch.cat([pos, neg]), torch.tensor([1] * len(pos) + [0] * len(neg))),
-        )
-    elif method in ("mean_diff", "ablation"):
-        direction = r
-    elif method == "mean_centring":
-        if all_training is None:
-            raise ValueError("mean_centring needs all_training: activations of the whole training distribution")
-        if target not in ("positive", "negative"):
-            raise ValueError(f"target must be 'positive' or 'negative', got {target!r}")
-        mu_all = all_training.double().mean(0).float()
-        direction = (mu_pos if target == "positive" else mu_neg) - mu_all
-        extras["mu_all"] = mu_all
-        extras["toward_positive"] = mu_pos - mu_all
-        extras["toward_negative"] = mu_neg - mu_all
-        params.update(target=target, n_all=int(all_training.shape[0]))
-    elif method == "pca_diff":
-        direction, ratio = pca_of_differences(pos, neg)
-        params["explained_variance_ratio"] = ratio
-    else:  # ace
-        if ace_reference not in ("pooled", "negative"):
-            raise ValueError(f"ace_reference must be 'pooled' or 'negative', got {ace_reference!r}")
-        direction = r
-        extras["mu0"] = (mu_pos + mu_neg) / 2 if ace_reference == "pooled" else mu_neg
-        params["reference"] = ace_reference
-    return ConceptVector(site, direction, method, params, bias, extras, concept)
+    The options go to the methods that have them: ``C`` to ``logistic``; ``target`` (the side) to
+    ``mean_centring``, which also needs ``all_training`` (activations of the whole training
+    distribution); ``ace_reference`` (``"pooled"``: the mean of μ⁺ and μ⁻, or ``"negative"``: μ⁻) to
+    ``ace``. ``pca_diff`` needs paired rows."""
+    cls = method_class(method)
+    options: dict[str, Any] = {"C": C, "target": target, "reference": ace_reference}
+    m = cls(**{k: v for k, v in options.items() if k in cls.option_names()})
+    if not isinstance(site, Site):
+        raise TypeError(f"site must be a Site, got {type(site).__name__} {site!r}")
+    return m.fit(site, pos, neg, all_training=all_training, concept=concept, extra_params=extra_params)
 
 
-# ----------------------------------------------------------------------------- layer sweep
-def layer_sweep(
-    train: dict[str, tuple[Tensor, Tensor]],
-    test: dict[str, tuple[Tensor, Tensor]],
-    *,
-    C: float = 1.0,
-    concept: str = "",
-):
-    """Fit a logistic probe per site on ``train[site] = (pos, neg)`` and score held-out accuracy on
-    ``test[site]`` (SCAV-style layer selection, Xu et al. 2024). Returns a DataFrame with columns
-    concept, site, layer, train_accuracy, test_accuracy, w_norm."""
-    import pandas as pd
-
-    rows = []
-    for key, (pos, neg) in train.items():
-        tp, tn = test[key]
-        probe = fit_logistic(torch.cat([pos, neg]), [1] * len(pos) + [0] * len(neg), C=C)
-        site = Site.parse(key)
-        rows.append(
-            {
-                "concept": concept,
-                "site": key,
-                "layer": site.layer,
-                "train_accuracy": probe.accuracy(torch.cat([pos, neg]), torch.tensor([1] * len(pos) + [0] * len(neg))),
-                "test_accuracy": probe.accuracy(torch.cat([tp, tn]), torch.tensor([1] * len(tp) + [0] * len(tn))),
-                "w_norm": float(probe.w.norm()),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def best_layer(sweep, *, prefer: str = "first") -> str:
-    """The site with the highest held-out accuracy (ties: the earliest layer, or ``prefer="last"``)."""
-    if len(sweep) == 0:
-        raise ValueError("the layer sweep is empty")
-    top = sweep["test_accuracy"].max()
-    cands = sweep[np.isclose(sweep["test_accuracy"], top)].sort_values("layer")
-    return str(cands.iloc[0 if prefer == "first" else -1]["site"])
+__all__ = [
+    "KIND",
+    "SCHEMA_VERSION",
+    "ConceptVector",
+    "LogisticProbe",
+    "best_layer",
+    "check_pair",
+    "fit_logistic",
+    "fit_vector",
+    "layer_sweep",
+    "mean_centring",
+    "mean_difference",
+    "pca_of_differences",
+]

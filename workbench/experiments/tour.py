@@ -182,8 +182,8 @@ def step_probes(model, cfg: TourConfig, state: dict, s: _Step) -> None:
 
     from workbench.concepts.data import available_concepts, load_concept
     from workbench.concepts.extract import extract
-    from workbench.concepts.plots import layer_accuracy_figure
     from workbench.concepts.vectors import best_layer, fit_vector, layer_sweep
+    from workbench.plots.concepts import layer_accuracy_figure
     from workbench.sites import Site
 
     concepts = available_concepts()
@@ -229,6 +229,7 @@ def step_probes(model, cfg: TourConfig, state: dict, s: _Step) -> None:
 def step_steering(model, cfg: TourConfig, state: dict, s: _Step) -> None:
     """The steering bake-off on sentiment: dose-response curves and the success-vs-fluency frontier."""
     from workbench.concepts.bakeoff import BakeoffConfig, run_bakeoff
+    from workbench.plots.concepts import bakeoff_figures
 
     config = (
         BakeoffConfig.for_budget("small", n_prompts=3, max_new_tokens=6)
@@ -244,7 +245,7 @@ def step_steering(model, cfg: TourConfig, state: dict, s: _Step) -> None:
             nums[f"{row['method']}: VADER+ share up / down"] = (
                 f"{row.get('positive_success', float('nan')):.2f} / {row.get('negative_success', float('nan')):.2f}"
             )
-    for key, fig in result.figures.items():
+    for key, fig in bakeoff_figures(result).items():
         if key == "frontier":
             s.figure(
                 fig,

@@ -1,4 +1,13 @@
-"""Figures of the concept module. Each returns a plotly ``go.Figure`` (never shown here)."""
+"""Figures of the concept module (``workbench.concepts``). Each returns a plotly ``go.Figure`` and
+never shows or writes it (``workbench.experiments.export.save_figure`` does).
+
+- ``layer_accuracy_figure``: held-out probe accuracy by layer, one line per concept;
+- ``dose_response_figure``: success and perplexity ratio against strength, one colour per method;
+- ``frontier_figure``: success against perplexity ratio, one frontier per method and direction;
+- ``bakeoff_figures``: the dose-response and frontier figures of a ``BakeoffResult``.
+
+Method labels and colours come from the method registry (``ConceptMethod.label``, registration order).
+"""
 
 from typing import Optional
 
@@ -6,20 +15,21 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..plots.style import PALETTE, style
+from ..concepts.bakeoff import BakeoffResult
+from ..concepts.method import method_class, method_names
+from .style import PALETTE, reference_line, style
 
-METHOD_LABELS = {
-    "logistic": "Logistic CAV + GCAV",
-    "mean_diff": "Mean difference (CAA)",
-    "mean_centring": "Mean-centring",
-    "pca_diff": "PCA of differences",
-    "ablation": "Ablate + add (Arditi)",
-    "ace": "ACE (affine)",
-}
+
+def method_label(method: str) -> str:
+    """The registered method's ``label`` (the name itself for unregistered ones)."""
+    try:
+        return method_class(method).label or method
+    except ValueError:
+        return method
 
 
 def _colour(method: str) -> str:
-    order = list(METHOD_LABELS)
+    order = method_names()
     return PALETTE[order.index(method) % len(PALETTE)] if method in order else PALETTE[-1]
 
 
@@ -67,7 +77,7 @@ def dose_response_figure(table: pd.DataFrame, *, title: str = "Dose-response") -
         sub = sub.sort_values("strength")
         x = sub["strength"]
         dash = "solid" if toward == "positive" else "dash"
-        label = METHOD_LABELS.get(method, method)
+        label = method_label(method)
         for col, y in ((1, sub["success"]), (2, sub["perplexity_ratio"])):
             fig.add_trace(
                 go.Scatter(
@@ -87,32 +97,10 @@ def dose_response_figure(table: pd.DataFrame, *, title: str = "Dose-response") -
     if len(base) and len(steered):
         xs = [float(steered["strength"].min()), float(steered["strength"].max())]
         # reference lines as traces: shapes on a log axis would need log10 coordinates
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=[float(base["success"].iloc[0])] * 2,
-                mode="lines",
-                name="unsteered",
-                line=dict(color="#888", dash="dot"),
-                showlegend=True,
-                hoverinfo="skip",
-            ),
-            row=1,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=[2.0, 2.0],
-                mode="lines",
-                name="2× unsteered perplexity",
-                line=dict(color="#D55E00", dash="dot"),
-                showlegend=True,
-                hoverinfo="skip",
-            ),
-            row=1,
-            col=2,
-        )
+        unsteered = reference_line(xs, float(base["success"].iloc[0]), name="unsteered", color="#888", dash="dot")
+        fig.add_trace(unsteered, row=1, col=1)
+        twice = reference_line(xs, 2.0, name="2× unsteered perplexity", color="#D55E00", dash="dot")
+        fig.add_trace(twice, row=1, col=2)
     style(fig, title=title, width=1150, height=500)
     fig.update_layout(legend_title_text="solid: toward positive<br>dashed: toward negative")
     fig.update_xaxes(title_text="strength (× ‖μ⁺ − μ⁻‖)")
@@ -134,15 +122,15 @@ def frontier_figure(
     for col, t in enumerate(directions, start=1):
         for method, sub in table[(table["toward"] == t)].groupby("method", sort=False):
             sub = sub.sort_values("strength")
-            x = [base["perplexity_ratio"]] + list(sub["perplexity_ratio"])
-            y = [base["success"]] + list(sub["success"])
+            x = [base["perplexity_ratio"], *sub["perplexity_ratio"]]
+            y = [base["success"], *sub["success"]]
             text = ["unsteered"] + [f"strength {s:g}" for s in sub["strength"]]
             fig.add_trace(
                 go.Scatter(
                     x=x,
                     y=y,
                     mode="lines+markers",
-                    name=METHOD_LABELS.get(method, method),
+                    name=method_label(method),
                     text=text,
                     legendgroup=method,
                     showlegend=col == 1,
@@ -170,3 +158,19 @@ def frontier_figure(
     style(fig, title=title, width=560 * len(directions), height=480)
     fig.update_yaxes(title_text="share of completions judged positive", range=[-0.02, 1.02], row=1, col=1)
     return fig
+
+
+def bakeoff_figures(result: BakeoffResult) -> dict[str, go.Figure]:
+    """``{"dose_response": ..., "frontier": ...}`` for a bake-off result."""
+    c = result.config
+    return {
+        "dose_response": dose_response_figure(result.table, title=f"Dose-response: {c.concept} at {c.site.short}"),
+        "frontier": frontier_figure(
+            result.table,
+            title=f"Bake-off: {c.concept} at {c.site.short} ({c.n_prompts} prompts, {c.max_new_tokens} tokens)",
+            max_ratio=c.max_ratio,
+        ),
+    }
+
+
+__all__ = ["bakeoff_figures", "dose_response_figure", "frontier_figure", "layer_accuracy_figure", "method_label"]
