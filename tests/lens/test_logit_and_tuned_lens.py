@@ -4,17 +4,16 @@ import pytest
 import torch
 
 from workbench import AddVector, HookRegistry
+from workbench.artifacts import ArtifactError
 from workbench.lens import (
     TunedLens,
     TunedLensConfig,
     cache_residuals,
     final_norm,
     kl_to_final,
-    lens_heatmap,
     lens_kl_by_layer,
     lens_logits,
     logit_lens,
-    target_curve,
     target_ids,
     train_tuned_lens,
 )
@@ -74,6 +73,67 @@ def test_bad_targets_and_layers_raise(tiny):
         logit_lens(tiny, torch.randint(0, 50, (1, 4)), layers=[7])
     with pytest.raises(ValueError, match="k must be"):
         logit_lens(tiny, torch.randint(0, 50, (1, 4)), k=0)
+    with pytest.raises(ValueError, match="layers is empty"):
+        logit_lens(tiny, torch.randint(0, 50, (1, 4)), layers=[])
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        logit_lens(tiny, torch.tensor([[1, 2, 50]]))
+    with pytest.raises(TypeError, match="integer token ids"):
+        logit_lens(tiny, torch.ones(1, 3))
+    assert not any(h.fwd_hooks for h in tiny.hook_dict.values())
+
+
+def _saved_lens(tmp_path, model):
+    lens = TunedLens.for_model(model)
+    with torch.no_grad():
+        lens.bias[0].fill_(0.5)
+    lens.save(tmp_path / "lens")
+    return tmp_path / "lens"
+
+
+def test_a_tuned_lens_refuses_a_model_of_another_shape(tmp_path):
+    """A lens with 3 layers must not load onto a 2-layer model (nor one of another width)."""
+    path = _saved_lens(tmp_path, tiny_model(n_layers=3))
+    with pytest.raises(ValueError, match=r"n_layers=3.*n_layers=2"):
+        TunedLens.load(path, tiny_model(n_layers=2))
+    lens = TunedLens.load(path)  # no model: the check happens at first use
+    with pytest.raises(ValueError, match="n_layers"):
+        logit_lens(tiny_model(n_layers=2), torch.randint(0, 50, (1, 4)), tuned=lens)
+    with pytest.raises(ValueError, match="d_model"):
+        TunedLens.load(path, tiny_model(n_layers=3, d_model=16))
+
+
+def test_a_tuned_lens_refuses_a_model_of_the_same_shape_with_other_weights(tmp_path):
+    path = _saved_lens(tmp_path, tiny_model(seed=0))
+    other = tiny_model(seed=1)  # same config, other unembedding
+    with pytest.raises(ValueError, match="unembed_hash"):
+        TunedLens.load(path, other)
+    lens = TunedLens.load(path, tiny_model(seed=0))  # the right model (a fresh copy) loads
+    resid = torch.randn(2, 5, 32)
+    with pytest.raises(ValueError, match="unembed_hash"):
+        lens.logits(other, resid[0], 0)
+    with pytest.raises(ValueError, match="unembed_hash"):
+        train_tuned_lens(other, resid, TunedLensConfig(steps=1), lens=lens, progress=False)
+    # changing the model's unembedding in place after the check is noticed too
+    m = tiny_model(seed=0)
+    lens.check(m)
+    with torch.no_grad():
+        m.W_U.mul_(2.0)
+    with pytest.raises(ValueError, match="unembed_hash"):
+        lens.check(m)
+
+
+def test_tuned_lens_files_are_checked(tmp_path):
+    m = tiny_model()
+    with pytest.raises(ValueError, match="records no model"):
+        TunedLens(2, 32).save(tmp_path / "bare")
+    with pytest.raises(ValueError, match="reserved"):
+        TunedLens.for_model(m).save(tmp_path / "x", {"n_layers": 5})
+    with pytest.raises(ArtifactError, match="no such file"):
+        TunedLens.load(tmp_path / "missing", m)
+    path = _saved_lens(tmp_path, m)
+    (tmp_path / "lens.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(ArtifactError, match=r"lens\.safetensors"):
+        TunedLens.load(path, m)
 
 
 def test_tuned_lens_starts_at_logit_lens_trains_and_roundtrips(tmp_path):
@@ -87,7 +147,7 @@ def test_tuned_lens_starts_at_logit_lens_trains_and_roundtrips(tmp_path):
     before = lens_kl_by_layer(m, resid, tl)
     torch.testing.assert_close(before["tuned"], before["logit"])
     flags = [p.requires_grad for p in m.parameters()]
-    tl, losses = train_tuned_lens(
+    tl, _ = train_tuned_lens(
         m, resid, TunedLensConfig(steps=80, tokens_per_step=64, lr=5e-2, lr_weight=1e-3), progress=False
     )
     assert [p.requires_grad for p in m.parameters()] == flags  # restored
@@ -95,14 +155,16 @@ def test_tuned_lens_starts_at_logit_lens_trains_and_roundtrips(tmp_path):
     after = lens_kl_by_layer(m, resid, tl)
     assert after["tuned"][0] < 0.7 * after["logit"][0]
     assert after["tuned"][-1] == pytest.approx(0.0, abs=1e-6)
-    path = tl.save(tmp_path / "lens.safetensors", {"note": "test"})
-    back = TunedLens.load(path)
+    tl.save(tmp_path / "lens.safetensors", {"note": "test"})
+    back = TunedLens.load(tmp_path / "lens.safetensors", m)
     for L in range(3):
         torch.testing.assert_close(back.weight[L], tl.weight[L].detach())
         torch.testing.assert_close(back.bias[L], tl.bias[L].detach())
-    assert (tmp_path / "lens.safetensors.json").exists()
+    assert back.metadata == {"note": "test"} and back.fingerprint == tl.fingerprint
+    assert (tmp_path / "lens.json").exists()
     res = logit_lens(m, toks[:1], tuned=back)
     assert res.lens == "tuned"
+    torch.testing.assert_close(res.kl_to_final[0, 0], kl_to_final(m(toks[:1])[0], back.logits(m, resid[0, :12], 0)))
 
 
 def test_kl_to_final_matches_torch_kl_div():
@@ -116,15 +178,6 @@ def test_tuned_lens_config_validates():
         TunedLensConfig(steps=0)
     with pytest.raises(ValueError, match="lr"):
         TunedLensConfig(lr=-1.0)
-
-
-def test_figures_return_plotly(tiny):
-    import plotly.graph_objects as go
-
-    res = logit_lens(tiny, torch.randint(0, 50, (1, 4)), targets=[1, 2])
-    assert isinstance(lens_heatmap(res), go.Figure)
-    fig = target_curve({"a": res, "b": res})
-    assert isinstance(fig, go.Figure) and len(fig.data) == 4
 
 
 @pytest.mark.embedded

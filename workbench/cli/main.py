@@ -109,6 +109,7 @@ def _attach(module: str, name: str, help_text: Optional[str] = None) -> None:
 
 _attach("workbench.cli.concepts", "concepts", "Concept vectors: fit, steer, compare.")
 _attach("workbench.cli.sae", "sae", "Sparse autoencoders: train, scores, dashboard, steer.")
+_attach("workbench.cli.lens", "lens")
 _attach("workbench.cli.patching", "patching")
 _attach("workbench.cli.tour", "tour")
 

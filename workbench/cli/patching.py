@@ -1,8 +1,6 @@
-"""CLI: ``workbench lens "prompt"``, ``workbench patch --task ioi --method all`` and
-``workbench bench patching``. Summaries print with rich; figures go to figures/."""
+"""CLI: ``workbench patch --task ioi --method all`` and ``workbench bench patching``. Summaries print
+with rich; figures go to figures/ (or ``--figures``). (``workbench lens`` is in ``workbench.cli.lens``.)"""
 
-import json
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -11,97 +9,6 @@ from rich.table import Table
 
 console = Console()
 METHOD_CHOICES = ("act", "atp", "relp", "all")
-
-
-def _figdir(figures: Optional[str]) -> Optional[Path]:
-    return Path(figures) if figures else None
-
-
-def lens(
-    prompt: str = typer.Argument(..., help="the text to read the lens of"),
-    target: Optional[list[str]] = typer.Option(
-        None, "--target", "-t", help="target token(s) to track, e.g. ' Paris' (repeatable)"
-    ),
-    k: int = typer.Option(5, help="top-k tokens per layer"),
-    chat: bool = typer.Option(False, help="wrap the prompt in the chat template"),
-    steer_layer: Optional[int] = typer.Option(None, help="also show a run steered at this layer (resid_post)"),
-    steer_token: Optional[str] = typer.Option(None, help="steer along this token's unembedding direction (one token)"),
-    steer_coeff: float = typer.Option(8.0, help="steering coefficient (times the unit direction)"),
-    tuned: bool = typer.Option(False, help="also read the tuned lens (loaded from the cache; see --train-tuned)"),
-    train_tuned: bool = typer.Option(
-        False, help="train the tuned lens first (a few minutes), save it, plot KL by layer"
-    ),
-    tuned_seconds: float = typer.Option(300.0, help="with --train-tuned: training time budget (seconds)"),
-    tuned_sequences: int = typer.Option(
-        24, help="with --train-tuned: model-written 64-token sequences (a quarter held out)"
-    ),
-    figures: Optional[str] = typer.Option(None, help="figure directory (default: figures/)"),
-) -> None:
-    """Logit lens (and tuned lens) of a prompt: top token per layer, target probabilities, figures."""
-    from workbench.edits import AddVector
-    from workbench.experiments.export import save_figure
-    from workbench.lens import TunedLens, default_tuned_lens_path, lens_heatmap, logit_lens, target_curve, target_ids
-    from workbench.models import chat_prompt, load_model
-    from workbench.registry import HookRegistry
-
-    model = load_model()
-    text = chat_prompt(model, prompt) if chat else prompt
-    targets = list(target) if target else None
-    res = logit_lens(model, text, k=k, targets=targets)
-    runs = {"logit lens": res}
-    if train_tuned:
-        from workbench import lens as lens_mod
-
-        if tuned_seconds <= 0 or tuned_sequences < 4:
-            raise typer.BadParameter(
-                f"need --tuned-seconds > 0 and --tuned-sequences >= 4, got {tuned_seconds}, {tuned_sequences}"
-            )
-        config = lens_mod.TunedLensConfig(steps=5000, tokens_per_step=32, max_seconds=tuned_seconds)
-        kl, path = lens_mod.train_default_tuned_lens(
-            model,
-            n_seq=tuned_sequences,
-            heldout=max(1, tuned_sequences // 4),
-            config=config,
-            console=console,
-            figures=_figdir(figures),
-        )
-        console.print(f"tuned lens saved to {path}")
-    if tuned or train_tuned:
-        path = default_tuned_lens_path(model)
-        if not path.exists():
-            raise typer.BadParameter(f"no tuned lens at {path}; run with --train-tuned first")
-        runs["tuned lens"] = logit_lens(model, text, k=k, targets=targets, tuned=TunedLens.load(path))
-    if steer_layer is not None:
-        if steer_token is None:
-            raise typer.BadParameter("--steer-layer needs --steer-token (the token whose unembedding direction to add)")
-        (tid,) = target_ids(model, [steer_token])
-        v = model.W_U[:, tid].detach()
-        reg = HookRegistry(model).steer("lens-steer", f"resid_post.{steer_layer}", AddVector(v / v.norm(), steer_coeff))
-        runs[f"steered L{steer_layer}"] = logit_lens(model, text, k=k, targets=targets, registry=reg)
-    for label, r in runs.items():
-        t = Table(title=f"{label}: last position, per layer")
-        t.add_column("layer")
-        t.add_column("top tokens (p)")
-        t.add_column("KL to final (nats)")
-        for tok in r.target_tokens:
-            t.add_column(f"p / rank of {tok!r}")
-        for li, L in enumerate(r.layers):
-            tops = ", ".join(
-                f"{w!r} {p:.2f}" for w, p in zip(r.top_tokens[0][li][-1][:3], r.top_probs[0, li, -1, :3].tolist())
-            )
-            extra = [
-                f"{r.target_probs[0, li, -1, j]:.3f} / {int(r.target_ranks[0, li, -1, j])}"
-                for j in range(len(r.target_tokens))
-            ]
-            t.add_row(str(L), tops, f"{r.kl_to_final[0, li, -1]:.2f}", *extra)
-        console.print(t)
-    written = save_figure(lens_heatmap(res), "logit_lens_heatmap", directory=_figdir(figures))
-    console.print(f"figure: {written['html']}")
-    if "tuned lens" in runs:
-        save_figure(lens_heatmap(runs["tuned lens"]), "tuned_lens_heatmap", directory=_figdir(figures))
-    if targets:
-        w = save_figure(target_curve(runs), "logit_lens_targets", directory=_figdir(figures))
-        console.print(f"figure: {w['html']}")
 
 
 def patch(
@@ -116,24 +23,26 @@ def patch(
 ) -> None:
     """Activation patching, AtP and RelP on a task; with --method all, their Pearson correlations
     with activation patching per component, scatter figures and grids."""
+    from workbench.artifacts import save_json
     from workbench.experiments.export import save_figure
     from workbench.models import load_model
     from workbench.patching.activation import STREAMS, activation_patch
-    from workbench.patching.faithfulness import (
-        METHODS,
-        grid_heatmap,
-        grids_figure,
-        measure_faithfulness,
-        scatter_figure,
-    )
-    from workbench.patching.tasks import build_task, check_task, make_metric
+    from workbench.patching.faithfulness import METHODS, measure_faithfulness
+    from workbench.patching.tasks import TASKS, build_task, check_task, make_metric
+    from workbench.paths import figures_dir
+    from workbench.plots.patching import grid_heatmap, grids_figure, scatter_figure
+    from workbench.tokens import token_strings
 
     if method not in METHOD_CHOICES:
         raise typer.BadParameter(f"--method must be one of {', '.join(METHOD_CHOICES)}, got {method!r}")
+    if task not in TASKS:
+        raise typer.BadParameter(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
+    if n < 1:
+        raise typer.BadParameter(f"--n must be >= 1, got {n}")
     stream_list = [s.strip() for s in streams.split(",") if s.strip()]
     bad = [s for s in stream_list if s not in STREAMS]
-    if bad:
-        raise typer.BadParameter(f"unknown streams {bad}; use {', '.join(STREAMS)}")
+    if bad or not stream_list:
+        raise typer.BadParameter(f"unknown streams {bad or streams!r}; use {', '.join(STREAMS)}")
     model = load_model()
     built = build_task(model, task, n, seed=seed)
     check = check_task(model, built)
@@ -145,10 +54,11 @@ def patch(
     t = check.kept
     metric = make_metric(model, t)
     console.print(
-        f"mean logit difference: clean {metric.ld_clean:.3f}, corrupted {metric.ld_corrupted:.3f} ({t.n} prompts × {t.seq_len} tokens)"
+        f"mean logit difference: clean {metric.ld_clean:.3f}, corrupted {metric.ld_corrupted:.3f} "
+        f"({t.n} prompts × {t.seq_len} tokens)"
     )
-    tokens = [model.tokenizer.decode([i]) for i in t.clean[0].tolist()]
-    out = Path(figures) if figures else None
+    tokens = token_strings(model, t.clean[0].tolist())
+    out = figures
     if method == "act":
         for s in stream_list:
             g = activation_patch(model, t.clean, t.corrupted, metric, s, progress=True)
@@ -204,9 +114,8 @@ def patch(
         "pearson_r": corr,
         "seconds": res.seconds,
     }
-    d = out or Path("figures")
-    d.mkdir(parents=True, exist_ok=True)
-    (d / f"patch_{t.name}_faithfulness.json").write_text(json.dumps(record, indent=2))
+    d = figures_dir(out)
+    save_json(d / f"patch_{t.name}_faithfulness.json", record, kind="patching_faithfulness", version=1)
     console.print(f"figures and patch_{t.name}_faithfulness.json written to {d}/")
 
 
@@ -237,4 +146,4 @@ def bench_command(
     console.print(timing_table(rows, "bench patching (ratio < 1 = faster than the baseline)"))
 
 
-commands = {"lens": lens, "patch": patch}
+commands = {"patch": patch}

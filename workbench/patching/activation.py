@@ -12,7 +12,15 @@ How it is fast:
 * Each batch row is one (patch, prompt) pair; a registry steer with a per-row ``[batch, pos]`` mask
   writes the clean values only where that row's patch lies (heads: the edit swaps one head per row).
 * A patch at layer L leaves layers < L untouched, so the forward starts at layer L from the cached
-  corrupted ``resid_pre.L`` (``start_at_layer``), and only the last position is unembedded.
+  corrupted ``resid_pre.L`` (TransformerLens' ``start_at_layer``), and only the last position is read
+  out, through ``workbench.readout.resid_to_logits`` (final norm, unembedding, output soft-cap: what
+  the forward pass returns).
+
+The restart is exact when everything a block needs besides its residual input is recomputed inside
+the block (rotary, ALiBi and local attention are; the inputs are unpadded, so no attention mask is
+needed). ``restart_blocker`` names the config field for which that is not true
+(``positional_embedding_type='shortformer'`` feeds the positional embedding to every block); there
+the grid is computed with full forward passes instead, never with a wrong restart.
 """
 
 from collections.abc import Sequence
@@ -24,8 +32,11 @@ from jaxtyping import Int
 from torch import Tensor
 
 from ..edits import EditContext
+from ..readout import resid_to_logits
 from ..registry import HookRegistry
-from .tasks import LogitDiffMetric, Task
+from ..validation import check_bool, check_int
+from .metric import LogitDiffMetric
+from .tasks import Task
 
 Stream = Literal["resid_pre", "attn_out", "mlp_out", "heads_all_pos", "heads_by_pos"]
 STREAMS = ("resid_pre", "attn_out", "mlp_out", "heads_all_pos", "heads_by_pos")
@@ -42,9 +53,53 @@ SITE_STREAM = {
 
 
 def check_stream(stream: str) -> str:
-    if stream not in STREAMS:
+    if not isinstance(stream, str) or stream not in STREAMS:
         raise ValueError(f"unknown patching stream {stream!r}; use one of {', '.join(STREAMS)}")
     return stream
+
+
+def check_token_pair(model, clean: Tensor, corrupted: Tensor) -> None:
+    """Clean and corrupted token ids: integer ``[n, pos]`` tensors of equal shape, inside the vocabulary."""
+    for what, t in (("clean", clean), ("corrupted", corrupted)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{what} tokens must be a torch.Tensor of ids, got {type(t).__name__}")
+        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+            raise TypeError(f"{what} tokens must be integer ids, got dtype {t.dtype}")
+    if clean.shape != corrupted.shape or clean.ndim != 2 or clean.numel() == 0:
+        raise ValueError(
+            f"clean and corrupted tokens must be non-empty [n, pos] of equal shape, got {tuple(clean.shape)} and "
+            f"{tuple(corrupted.shape)}"
+        )
+    V = model.cfg.d_vocab
+    for what, t in (("clean", clean), ("corrupted", corrupted)):
+        if int(t.min()) < 0 or int(t.max()) >= V:
+            raise ValueError(f"{what} tokens hold ids {int(t.min())}..{int(t.max())}, outside 0..{V - 1}")
+
+
+def check_patch_layers(model, layers: Optional[Sequence[int]]) -> list[int]:
+    """Distinct layers ``0..n_layers-1`` (None = all); an empty request raises."""
+    n_layers = model.cfg.n_layers
+    if layers is None:
+        return list(range(n_layers))
+    if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence):
+        raise TypeError(f"layers must be a list of ints, got {type(layers).__name__}")
+    if len(layers) == 0:
+        raise ValueError("layers is empty: there is nothing to patch (pass None for every layer)")
+    out = []
+    for L in layers:
+        check_int("layer", L)
+        if not 0 <= L < n_layers:
+            raise ValueError(f"layer {L} is not a layer of this model (0..{n_layers - 1})")
+        out.append(int(L))
+    return sorted(set(out))
+
+
+def restart_blocker(model) -> Optional[str]:
+    """The config field that makes a ``start_at_layer`` restart differ from the full forward pass,
+    or None when restarting is exact for this model."""
+    if model.cfg.positional_embedding_type == "shortformer":
+        return "positional_embedding_type='shortformer' (every block needs the positional embedding)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -116,20 +171,20 @@ def activation_patch(
     one component restored from the clean run in every prompt (clean = 1, corrupted = 0).
 
     ``tokens_per_pass`` bounds rows × positions per forward; ``layers`` restricts the grid (other
-    rows are NaN)."""
+    rows are NaN; an empty list raises). ``start_at_layer=False`` runs every patch from the
+    embedding (the restart is skipped anyway where ``restart_blocker`` names a config field)."""
     check_stream(stream)
-    if clean.shape != corrupted.shape or clean.ndim != 2:
-        raise ValueError(
-            f"clean and corrupted tokens must be [n, pos] of equal shape, got {tuple(clean.shape)} and {tuple(corrupted.shape)}"
-        )
-    if tokens_per_pass < 1:
-        raise ValueError(f"tokens_per_pass must be positive, got {tokens_per_pass}")
+    check_token_pair(model, clean, corrupted)
+    if not isinstance(metric, LogitDiffMetric):
+        raise TypeError(f"metric must be a LogitDiffMetric (see make_metric), got {type(metric).__name__}")
+    if metric.correct.shape[0] != clean.shape[0]:
+        raise ValueError(f"the metric is for {metric.correct.shape[0]} prompts, the tokens have {clean.shape[0]}")
+    check_int("tokens_per_pass", tokens_per_pass, min=1)
+    check_bool("start_at_layer", start_at_layer)
+    layers = check_patch_layers(model, layers)
+    start_at_layer = start_at_layer and restart_blocker(model) is None
     n, T = clean.shape
     n_layers = model.cfg.n_layers
-    layers = list(range(n_layers)) if layers is None else [int(L) for L in layers]
-    for L in layers:
-        if not 0 <= L < n_layers:
-            raise ValueError(f"layer {L} is not a layer of this model (0..{n_layers - 1})")
     site_stream = SITE_STREAM[stream]
     clean_acts = _record_all(model, clean, {f"c{L}": f"{site_stream}.{L}" for L in layers})
     corr_resid = (
@@ -164,7 +219,7 @@ def activation_patch(
                     resid = model(corr_resid[f"x{L}"][prompt_of].to(dev), start_at_layer=L, stop_at_layer=n_layers)
                 else:
                     resid = model(corrupted[prompt_of].to(dev), stop_at_layer=n_layers)
-            last = model.unembed(model.ln_final(resid[:, -1:]))[:, 0]
+            last = resid_to_logits(model, resid[:, -1])
             lds[rows] = metric.per_row(last, prompt_of.to(last.device)).cpu()
         values = metric.normalise(lds.view(len(patches), n).mean(1))
         if stream == "heads_by_pos":
@@ -179,4 +234,15 @@ def patch_task(model, task: Task, metric: LogitDiffMetric, stream: Stream, **kw)
     return activation_patch(model, task.clean, task.corrupted, metric, stream, **kw)
 
 
-__all__ = ["LAYER_POS_STREAMS", "STREAMS", "PatchRows", "activation_patch", "check_stream", "patch_index", "patch_task"]
+__all__ = [
+    "LAYER_POS_STREAMS",
+    "STREAMS",
+    "PatchRows",
+    "activation_patch",
+    "check_patch_layers",
+    "check_stream",
+    "check_token_pair",
+    "patch_index",
+    "patch_task",
+    "restart_blocker",
+]

@@ -1,5 +1,6 @@
 """How faithful are the fast estimates? Pearson correlation of AtP and RelP grids with activation
-patching, per component type (the measure of Jafari et al. 2025, Table 1), plus the figures.
+patching, per component type (the measure of Jafari et al. 2025, Table 1). Figures of the result
+are in ``workbench.plots.patching``.
 
 Methods compared: ``atp`` (plain gradients), ``relp`` (LN + identity + half rules, the paper's default)
 and ``relp_attn`` (the same plus the AH-rule / detached attention softmax)."""
@@ -9,16 +10,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
-import numpy as np
-import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 from torch import Tensor
 
-from ..plots.style import DIVERGING, PALETTE, style
-from .activation import activation_patch
-from .attribution import RelPRules, attribution_patch
-from .tasks import LogitDiffMetric, Task
+from ..validation import check_bool, check_int
+from .activation import activation_patch, check_stream
+from .attribution import attribution_patch
+from .metric import LogitDiffMetric
+from .rules import RelPRules, relp_blocker
+from .tasks import Task
 
 METHODS = {"atp": RelPRules.none(), "relp": RelPRules(), "relp_attn": RelPRules(attention=True)}
 
@@ -71,9 +71,26 @@ def measure_faithfulness(
     progress: bool = True,
 ) -> FaithfulnessResult:
     """Run activation patching (unless ``act`` grids are given) and each estimate on ``task``."""
+    if not isinstance(task, Task):
+        raise TypeError(f"task must be a Task, got {type(task).__name__}")
+    if isinstance(streams, str) or len(streams) == 0:
+        raise ValueError(f"streams must be a non-empty list of stream names, got {streams!r}")
+    streams = [check_stream(s) for s in streams]
+    if isinstance(methods, str) or len(methods) == 0:
+        raise ValueError(f"methods must be a non-empty list of {', '.join(METHODS)}, got {methods!r}")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; use {', '.join(METHODS)}")
+    check_int("tokens_per_pass", tokens_per_pass, min=1)
+    check_bool("progress", progress)
+    for m in methods:  # refuse an uncovered config before the slow activation patching
+        blocker = relp_blocker(model, METHODS[m])
+        if blocker is not None:
+            raise ValueError(f"method {m!r} does not cover this model's config: {blocker}")
+    if act is not None:
+        missing = [s for s in streams if s not in act]
+        if missing:
+            raise ValueError(f"act has no grid for streams {missing}")
     seconds = {}
     if act is None:
         t = time.perf_counter()
@@ -92,118 +109,4 @@ def measure_faithfulness(
     return FaithfulnessResult(task.name, list(streams), act, est, seconds)
 
 
-# --------------------------------------------------------------------------- figures
-def scatter_figure(result: FaithfulnessResult, stream: str, *, title: Optional[str] = None) -> go.Figure:
-    """Estimate vs activation patching for every (layer, position) of one component type; one
-    colour per method, r in the legend, and the y = x line."""
-    fig = go.Figure()
-    act = result.act[stream].flatten().numpy()
-    lo, hi = float(np.nanmin(act)), float(np.nanmax(act))
-    for i, (m, grids) in enumerate(result.estimates.items()):
-        est = grids[stream].flatten().numpy()
-        r = pearson(grids[stream], result.act[stream])
-        lo, hi = min(lo, float(np.nanmin(est))), max(hi, float(np.nanmax(est)))
-        fig.add_trace(
-            go.Scatter(
-                x=act,
-                y=est,
-                mode="markers",
-                name=f"{m} (r = {r:.3f})",
-                marker=dict(color=PALETTE[i % len(PALETTE)], size=6, opacity=0.7),
-            )
-        )
-    fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x", line=dict(color="#888", dash="dash")))
-    style(
-        fig,
-        title=title or f"{result.task}: {stream}, estimate vs activation patching",
-        x="activation patching (normalised metric)",
-        y="estimate (normalised metric)",
-    )
-    return fig
-
-
-def grid_heatmap(
-    grid: Tensor,
-    *,
-    tokens: Optional[Sequence[str]] = None,
-    title: str = "",
-    zlabel: str = "patched metric",
-    x_label: str = "position: token",
-) -> go.Figure:
-    """A ``[layer, pos]`` (or ``[layer, head]``) grid as a heatmap, centred at zero."""
-    g = grid.numpy()
-    x = (
-        [f"{i}:{t!r}"[:18] for i, t in enumerate(tokens)]
-        if tokens is not None and len(tokens) == g.shape[1]
-        else list(range(g.shape[1]))
-    )
-    m = float(np.nanmax(np.abs(g))) if np.isfinite(g).any() else 1.0
-    fig = go.Figure(
-        go.Heatmap(
-            z=g,
-            x=x,
-            y=list(range(g.shape[0])),
-            colorscale=DIVERGING,
-            zmid=0,
-            zmin=-m,
-            zmax=m,
-            colorbar=dict(title=zlabel),
-        )
-    )
-    style(
-        fig,
-        title=title,
-        x=x_label,
-        y="layer",
-        width=max(560, 45 * g.shape[1] + 200),
-        height=max(420, 14 * g.shape[0] + 160),
-    )
-    fig.update_xaxes(tickangle=-45)
-    return fig
-
-
-def grids_figure(result: FaithfulnessResult, stream: str, *, tokens: Optional[Sequence[str]] = None) -> go.Figure:
-    """Activation patching and every estimate of one component side by side (shared colour scale)."""
-    panels = {"activation patching": result.act[stream], **{m: g[stream] for m, g in result.estimates.items()}}
-    m = max(float(torch.nan_to_num(g).abs().max()) for g in panels.values()) or 1.0
-    fig = make_subplots(
-        rows=1, cols=len(panels), subplot_titles=list(panels), shared_yaxes=True, horizontal_spacing=0.02
-    )
-    T = result.act[stream].shape[1]
-    x = [f"{i}:{t!r}"[:14] for i, t in enumerate(tokens)] if tokens is not None and len(tokens) == T else list(range(T))
-    for i, (name, g) in enumerate(panels.items()):
-        fig.add_trace(
-            go.Heatmap(
-                z=g.numpy(),
-                x=x,
-                y=list(range(g.shape[0])),
-                colorscale=DIVERGING,
-                zmid=0,
-                zmin=-m,
-                zmax=m,
-                showscale=i == 0,
-                colorbar=dict(title="metric"),
-            ),
-            row=1,
-            col=i + 1,
-        )
-    style(
-        fig,
-        title=f"{result.task}: {stream} patching grid and its estimates",
-        width=330 * len(panels) + 120,
-        height=max(440, 14 * result.act[stream].shape[0] + 180),
-    )
-    fig.update_yaxes(title_text="layer", row=1, col=1)
-    fig.update_xaxes(tickangle=-45)
-    return fig
-
-
-__all__ = [
-    "METHODS",
-    "FaithfulnessResult",
-    "grid_heatmap",
-    "grids_figure",
-    "measure_faithfulness",
-    "pearson",
-    "scatter_figure",
-]
+__all__ = ["METHODS", "FaithfulnessResult", "measure_faithfulness", "pearson"]

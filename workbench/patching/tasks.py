@@ -1,17 +1,15 @@
-"""Clean/corrupted tasks for patching, and their metric.
+"""Clean/corrupted tasks for patching.
 
 A ``Task`` is a batch of clean prompts, a batch of corrupted prompts of the *same token length*, and
-for each prompt the clean answer token and the corrupted answer token. The metric is the logit
-difference at the last position, ``LD = logit(correct) − logit(wrong)``, averaged over prompts and
-normalised so that the clean run scores 1 and the corrupted run 0 (Wang et al. 2022, IOI; the
-normalisation follows Nanda's attribution-patching write-up):
-
-    M = (mean LD − LD_corrupted) / (LD_clean − LD_corrupted)
+for each prompt the clean answer token and the corrupted answer token. Its metric (the normalised
+logit difference) is in ``workbench.patching.metric`` and re-exported here.
 
 Builders for the embedded model: ``ioi_task`` (indirect object identification, Wang et al. 2022),
 ``capital_task`` (factual recall: country → capital) and ``antonym_task`` ("The opposite of hot is"
-→ " cold"). Every word that varies is checked to be a single token with its leading space (SmolLM2
-has no BOS token). ``check_task`` runs the model, reports clean accuracy and drops the prompts it fails.
+→ " cold"). Every word that varies is checked to be a single token with its leading space; prompts
+are encoded by ``workbench.tokens.encode`` (with a BOS token only where the model's config prepends
+one; SmolLM2 does not). ``check_task`` runs the model, reports clean accuracy and drops the prompts
+it fails.
 """
 
 import random
@@ -20,8 +18,12 @@ from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Int
 from torch import Tensor
+
+from ..tokens import encode
+from ..validation import check_int
+from .metric import LogitDiffMetric, TaskCheck, check_task, last_logits, logit_diff, make_metric
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,8 @@ class Task:
         if bool((self.correct == self.wrong).any()):
             bad = torch.nonzero(self.correct == self.wrong).flatten().tolist()
             raise ValueError(
-                f"task '{self.name}': prompts {bad} have the same correct and wrong answer; the logit difference would be 0"
+                f"task '{self.name}': prompts {bad} have the same correct and wrong answer; "
+                "the logit difference would be 0"
             )
         for what in ("clean_prompts", "corrupted_prompts"):
             texts = getattr(self, what)
@@ -87,104 +90,6 @@ class Task:
         if n < 1:
             raise ValueError(f"need at least one prompt, got n={n}")
         return self.subset(range(min(n, self.n)))
-
-
-# --------------------------------------------------------------------------- the metric
-def logit_diff(
-    last_logits: Float[Tensor, "rows d_vocab"], correct: Int[Tensor, " rows"], wrong: Int[Tensor, " rows"]
-) -> Float[Tensor, " rows"]:
-    """``logit(correct) − logit(wrong)`` per row (logits of the last position)."""
-    r = torch.arange(last_logits.shape[0], device=last_logits.device)
-    return last_logits[r, correct.to(last_logits.device)] - last_logits[r, wrong.to(last_logits.device)]
-
-
-@dataclass(frozen=True)
-class LogitDiffMetric:
-    """Normalised logit difference: ``(mean_i LD_i − ld_corrupted) / (ld_clean − ld_corrupted)``.
-
-    Called on full logits ``[n, pos, d_vocab]`` of the task's n prompts it returns a scalar (this is
-    the form TransformerLens' patching functions and autograd use); ``per_row`` gives unnormalised
-    LDs of rows that each belong to prompt ``prompt_idx[r]`` (for batched patching)."""
-
-    correct: Int[Tensor, " n"]
-    wrong: Int[Tensor, " n"]
-    ld_clean: float
-    ld_corrupted: float
-
-    def __post_init__(self) -> None:
-        if abs(self.ld_clean - self.ld_corrupted) < 1e-6:
-            raise ValueError(
-                f"clean and corrupted runs have the same mean logit difference ({self.ld_clean:.4g}); the normalised "
-                "metric would divide by zero — the corruption does not change the answer"
-            )
-
-    def per_row(
-        self, last_logits: Float[Tensor, "rows d_vocab"], prompt_idx: Int[Tensor, " rows"]
-    ) -> Float[Tensor, " rows"]:
-        return logit_diff(last_logits, self.correct[prompt_idx], self.wrong[prompt_idx])
-
-    def normalise(self, mean_ld):
-        return (mean_ld - self.ld_corrupted) / (self.ld_clean - self.ld_corrupted)
-
-    def __call__(self, logits: Float[Tensor, "n pos d_vocab"]) -> Float[Tensor, ""]:
-        last = logits[:, -1] if logits.ndim == 3 else logits
-        if last.shape[0] != self.correct.shape[0]:
-            raise ValueError(f"the metric is for {self.correct.shape[0]} prompts, got logits for {last.shape[0]}")
-        return self.normalise(logit_diff(last, self.correct, self.wrong).mean())
-
-
-def last_logits(model, tokens: Int[Tensor, "n pos"], batch_size: int = 32) -> Float[Tensor, "n d_vocab"]:
-    """Logits at the last position (the unembedding is applied to the last position only)."""
-    outs = []
-    with torch.no_grad():
-        for i in range(0, tokens.shape[0], batch_size):
-            resid = model(tokens[i : i + batch_size].to(model.cfg.device), stop_at_layer=model.cfg.n_layers)
-            outs.append(model.unembed(model.ln_final(resid[:, -1:]))[:, 0])
-    return torch.cat(outs, 0)
-
-
-def make_metric(model, task: Task) -> LogitDiffMetric:
-    """Measure the clean and corrupted mean logit differences and build the normalised metric."""
-    lc = logit_diff(last_logits(model, task.clean), task.correct, task.wrong).mean().item()
-    lx = logit_diff(last_logits(model, task.corrupted), task.correct, task.wrong).mean().item()
-    return LogitDiffMetric(task.correct, task.wrong, lc, lx)
-
-
-@dataclass(frozen=True)
-class TaskCheck:
-    """How the model does on a task: top-1 accuracy on clean and corrupted prompts, which prompts
-    it fails (clean top-1 ≠ correct or corrupted top-1 ≠ wrong), and the kept task."""
-
-    task: Task
-    clean_accuracy: float
-    corrupted_accuracy: float
-    n_total: int
-    dropped: tuple[str, ...]
-    kept: Task
-
-    def summary(self) -> str:
-        return (
-            f"{self.task.name}: clean top-1 accuracy {self.clean_accuracy:.2f}, corrupted {self.corrupted_accuracy:.2f} "
-            f"over {self.n_total} prompts; dropped {len(self.dropped)}; kept {self.kept.n}"
-        )
-
-
-def check_task(model, task: Task) -> TaskCheck:
-    """Run clean and corrupted prompts; keep the prompts whose clean top-1 token is the correct
-    answer and whose corrupted top-1 token is the corrupted answer."""
-    clean = last_logits(model, task.clean).argmax(-1).cpu()
-    corr = last_logits(model, task.corrupted).argmax(-1).cpu()
-    ok_clean = clean == task.correct
-    ok_corr = corr == task.wrong
-    keep = torch.nonzero(ok_clean & ok_corr).flatten().tolist()
-    texts = task.clean_prompts or tuple(str(r.tolist()) for r in task.clean)
-    dropped = tuple(texts[i] for i in range(task.n) if i not in keep)
-    if not keep:
-        raise ValueError(
-            f"the model fails every prompt of task '{task.name}' (clean accuracy {ok_clean.float().mean():.2f}); nothing to patch"
-        )
-    kept = task.subset(keep, note=f"dropped {len(dropped)} of {task.n} prompts the model fails") if dropped else task
-    return TaskCheck(task, ok_clean.float().mean().item(), ok_corr.float().mean().item(), task.n, dropped, kept)
 
 
 # --------------------------------------------------------------------------- builders
@@ -275,8 +180,9 @@ def single_token(tokenizer, word: str) -> int:
     """The id of ``word`` if it is exactly one token (pass the leading space), else a ValueError."""
     ids = tokenizer(word, add_special_tokens=False)["input_ids"]
     if len(ids) != 1:
-        raise ValueError(f"{word!r} is {len(ids)} tokens {[tokenizer.decode([i]) for i in ids]}, not one")
-    return ids[0]
+        pieces = [tokenizer.decode([i]) for i in ids]
+        raise ValueError(f"{word!r} is {len(ids)} tokens {pieces}, not one")
+    return int(ids[0])
 
 
 def _single_token_words(tokenizer, words: Sequence[str]) -> list[str]:
@@ -291,8 +197,7 @@ def _from_pairs(model, name: str, pairs: Sequence[tuple[str, str, str, str]], no
         raise ValueError("task builders need a model with a tokenizer (the embedded model)")
     rows = []
     for cp, xp, ca, xa in pairs:
-        c = tok(cp, add_special_tokens=False)["input_ids"]
-        x = tok(xp, add_special_tokens=False)["input_ids"]
+        c, x = encode(model, cp), encode(model, xp)
         if len(c) != len(x):
             continue
         rows.append((cp, xp, c, x, single_token(tok, ca), single_token(tok, xa)))
@@ -302,7 +207,7 @@ def _from_pairs(model, name: str, pairs: Sequence[tuple[str, str, str, str]], no
     common = max(set(lengths), key=lengths.count)
     kept = [r for r in rows if len(r[2]) == common]
     if len(kept) < len(pairs):
-        notes = notes + (f"kept {len(kept)} of {len(pairs)} prompts with the common length {common} tokens",)
+        notes = (*notes, f"kept {len(kept)} of {len(pairs)} prompts with the common length {common} tokens")
     return Task(
         name=name,
         clean=torch.tensor([r[2] for r in kept]),
@@ -321,8 +226,7 @@ def ioi_task(model, n: int = 16, *, seed: int = 0, templates: Sequence[str] = IO
     the second mention replaced by the other name ("..., Mary gave a drink to" → " John"), so the
     answer flips and the token length is unchanged. Names are those that are single tokens with a
     leading space in the model's tokenizer."""
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    check_int("n", n, min=1)
     names = _single_token_words(model.tokenizer, NAMES)
     if len(names) < 2:
         raise ValueError("fewer than two names are single tokens in this tokenizer")
@@ -339,8 +243,7 @@ def ioi_task(model, n: int = 16, *, seed: int = 0, templates: Sequence[str] = IO
 def _distinct_pairs(items: Sequence, n: int, seed: int) -> list[tuple]:
     """``n`` (clean item, corrupted item) pairs: clean items without repeats (cycling through a
     shuffled list when ``n`` exceeds it), each with a different random partner."""
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    check_int("n", n, min=1)
     if len(items) < 2:
         raise ValueError("need at least two items whose words are single tokens")
     rng = random.Random(seed)
