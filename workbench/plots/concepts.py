@@ -28,6 +28,17 @@ def method_label(method: str) -> str:
         return method
 
 
+def _require(table: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"{what} needs a pandas DataFrame, got {type(table).__name__}")
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"{what}: the table lacks column(s) {missing}; it has {list(table.columns)}")
+
+
+_SWEEP_COLUMNS = ("method", "toward", "strength", "success", "perplexity_ratio")
+
+
 def _colour(method: str) -> str:
     order = method_names()
     return PALETTE[order.index(method) % len(PALETTE)] if method in order else PALETTE[-1]
@@ -35,6 +46,7 @@ def _colour(method: str) -> str:
 
 def layer_accuracy_figure(sweep: pd.DataFrame, *, title: str = "Held-out probe accuracy by layer") -> go.Figure:
     """One line per concept: held-out accuracy of the logistic probe at each layer."""
+    _require(sweep, ("concept", "layer", "test_accuracy"), "layer_accuracy_figure")
     fig = go.Figure()
     dashes = ("solid", "dash", "dot", "dashdot")  # concepts at 1.0 overlap: the dashes keep each visible
     for i, (concept, sub) in enumerate(sweep.groupby("concept", sort=False)):
@@ -64,6 +76,7 @@ def dose_response_figure(table: pd.DataFrame, *, title: str = "Dose-response") -
     """Success and perplexity ratio against strength (in units of ‖μ⁺ − μ⁻‖), one colour per method;
     solid lines steer toward the positive side, dashed lines toward the negative side. Dotted grey:
     the unsteered success; dotted red: twice the unsteered perplexity."""
+    _require(table, _SWEEP_COLUMNS, "dose_response_figure")
     fig = make_subplots(
         rows=1,
         cols=2,
@@ -114,6 +127,9 @@ def frontier_figure(
 ) -> go.Figure:
     """Concept success (y) against perplexity ratio (x, log), one frontier per method and one panel per
     direction. Each line starts at the unsteered point and follows increasing strength."""
+    _require(table, _SWEEP_COLUMNS, "frontier_figure")
+    if not (table["method"] == "none").any():
+        raise ValueError("frontier_figure needs the unsteered row (method 'none') to start each frontier")
     directions = [t for t in ("positive", "negative") if t in set(table["toward"])]
     fig = make_subplots(
         rows=1, cols=len(directions), subplot_titles=[f"steer toward {t}" for t in directions], shared_yaxes=True

@@ -1,0 +1,57 @@
+"""Concept figures: built from a sweep table; the traces carry the table's numbers; labels and
+colours come from the method registry."""
+
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+from concept_helpers import bakeoff_result, sweep_table
+
+from workbench.concepts import method_class
+from workbench.plots.concepts import (
+    bakeoff_figures,
+    dose_response_figure,
+    frontier_figure,
+    layer_accuracy_figure,
+    method_label,
+)
+
+
+def test_dose_response_traces_are_the_table():
+    table = sweep_table()
+    fig = dose_response_figure(table)
+    assert isinstance(fig, go.Figure)
+    for method in ("mean_diff", "ace"):
+        for toward in ("positive", "negative"):
+            sub = table[(table["method"] == method) & (table["toward"] == toward)].sort_values("strength")
+            dash = "solid" if toward == "positive" else "dash"
+            traces = [t for t in fig.data if t.name == method_class(method).label and t.line.dash == dash]
+            assert [list(t.y) for t in traces] == [list(sub["success"]), list(sub["perplexity_ratio"])]
+    ref = [t for t in fig.data if t.name == "unsteered"]
+    assert len(ref) == 1 and list(ref[0].y) == [0.5, 0.5]
+
+
+def test_frontier_starts_at_the_unsteered_point():
+    table = sweep_table()
+    fig = frontier_figure(table, max_ratio=2.0)
+    line = next(t for t in fig.data if t.name == "ACE (affine)")
+    sub = table[(table["method"] == "ace") & (table["toward"] == "positive")].sort_values("strength")
+    assert list(line.x) == [1.0, *sub["perplexity_ratio"]] and list(line.y) == [0.5, *sub["success"]]
+    with pytest.raises(ValueError, match="unsteered row"):
+        frontier_figure(table[table["method"] != "none"])
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['success'\]"):
+        dose_response_figure(table.drop(columns="success"))
+
+
+def test_bakeoff_figures_and_layer_accuracy():
+    figs = bakeoff_figures(bakeoff_result())
+    assert set(figs) == {"dose_response", "frontier"} and "resid_post.8" in figs["frontier"].layout.title.text
+    sweep = pd.DataFrame({"concept": ["a", "a", "b", "b"], "layer": [0, 2, 0, 2], "test_accuracy": [0.5, 0.9, 0.6, 1]})
+    fig = layer_accuracy_figure(sweep)
+    assert [list(t.y) for t in fig.data[:2]] == [[0.5, 0.9], [0.6, 1.0]]
+    with pytest.raises(TypeError, match="DataFrame"):
+        layer_accuracy_figure({"layer": [0]})
+
+
+def test_labels_come_from_the_registry():
+    assert method_label("logistic") == method_class("logistic").label
+    assert method_label("not_registered") == "not_registered"
