@@ -72,7 +72,8 @@ class _Step:
 def step_lens(model, cfg: TourConfig, state: dict, s: _Step) -> None:
     """Logit lens of a factual prompt, and its change when the run is steered."""
     from workbench.edits import AddVector
-    from workbench.lens import lens_heatmap, logit_lens, target_curve
+    from workbench.lens import logit_lens
+    from workbench.plots.lens import lens_heatmap, target_curve
     from workbench.registry import HookRegistry
 
     prompt = "The Eiffel Tower is in the city of"
@@ -112,25 +113,22 @@ def step_tuned_lens(model, cfg: TourConfig, state: dict, s: _Step) -> None:
     Uses the tuned lens saved in the cache by ``workbench lens --train-tuned`` (its held-out split is
     recomputed here); without one, trains and saves one with a 4-minute budget. ``--quick`` trains a
     throwaway lens for a few steps on a tiny corpus instead."""
-    import json
-
-    from workbench.lens import (
-        TunedLens,
-        TunedLensConfig,
-        cache_residuals,
+    from workbench.experiments.tuned_lens import (
+        cached_lens_corpus,
         default_tuned_lens_path,
-        kl_figure,
-        lens_corpus,
-        lens_kl_by_layer,
+        heldout_kl_of_default_lens,
         train_default_tuned_lens,
-        train_tuned_lens,
     )
+    from workbench.lens import TunedLens, TunedLensConfig, cache_residuals, lens_kl_by_layer, train_tuned_lens
+    from workbench.plots.lens import kl_figure
 
     path = default_tuned_lens_path(model)
-    meta_path = path.with_suffix(path.suffix + ".json")
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    try:
+        meta = TunedLens.load(path, model).metadata if path.exists() else {}
+    except ValueError:  # another model's lens, or an unreadable file (ArtifactError is a ValueError): retrain
+        meta = {}
     if cfg.quick:
-        tokens = lens_corpus(model, 6, 16, progress=True)
+        tokens = cached_lens_corpus(model, 6, 16, progress=True)
         lens, _ = train_tuned_lens(
             model,
             cache_residuals(model, tokens[:-2], progress=False),
@@ -147,13 +145,9 @@ def step_tuned_lens(model, cfg: TourConfig, state: dict, s: _Step) -> None:
                 figures=cfg.figures_dir,
                 progress=True,
             )
-            meta = json.loads(meta_path.read_text())
+            meta = TunedLens.load(path, model).metadata
         else:  # the cached lens: recompute its held-out KL from the recorded corpus split
-            args = meta["corpus_args"]
-            tokens = lens_corpus(model, args["n_seq"], args["seq_len"], progress=True)
-            kl = lens_kl_by_layer(
-                model, cache_residuals(model, tokens[-args["heldout"] :], progress=False), TunedLens.load(path)
-            )
+            kl, _ = heldout_kl_of_default_lens(model)
         n_heldout = meta["heldout_tokens"]
         how = (
             f"{meta['steps_run']} steps ({meta['train_seconds']:.0f} s) on {meta['train_tokens']} tokens of "
@@ -414,8 +408,9 @@ def step_sae(model, cfg: TourConfig, state: dict, s: _Step) -> None:
 
 def step_patching(model, cfg: TourConfig, state: dict, s: _Step) -> None:
     """IOI-style activation patching, then AtP and RelP against it."""
-    from workbench.patching.faithfulness import grid_heatmap, measure_faithfulness, scatter_figure
+    from workbench.patching.faithfulness import measure_faithfulness
     from workbench.patching.tasks import build_task, check_task, make_metric
+    from workbench.plots.patching import grid_heatmap, scatter_figure
 
     task = build_task(model, "ioi", n=4 if cfg.quick else 12, seed=cfg.seed)
     check = check_task(model, task)
