@@ -208,7 +208,7 @@ def architecture_of(hf_config: Any, where: str) -> Architecture:
         found = f"architecture {name!r}" if name else "no architecture"
         raise ModelLoadError(
             f"{where}: {found} (model_type {model_type!r}) is not one that TransformerLens converts to a "
-            f"HookedTransformer. Supported: {', '.join(supported())}."
+            f"HookedTransformer. Supported: {', '.join(f'{a} ({ARCHITECTURES[a].family})' for a in supported())}."
         )
     arch = ARCHITECTURES[name]
     for rule in arch.refuse:

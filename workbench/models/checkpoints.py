@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -154,31 +154,30 @@ def _template_config(hf_config: Any, arch: Architecture, where: str) -> dict:
 
 def convert(hf_model, arch: Architecture, where: str, dtype: torch.dtype) -> tuple:
     """TransformerLens' config dict and state dict for a loaded Hugging Face model."""
-    with warnings.catch_warnings():
+    try:
+        return _convert(hf_model, arch, where, dtype)
+    except NotImplementedError as err:  # e.g. TransformerLens refusing packed (quantised) weights
+        raise ModelLoadError(f"{where}: TransformerLens cannot convert this {arch.name} checkpoint: {err}") from err
+
+
+def _convert(hf_model, arch: Architecture, where: str, dtype: torch.dtype) -> tuple:
+    with warnings.catch_warnings(), ExitStack() as stack:
         warnings.simplefilter("ignore")
-        if arch.template is None:
-            with _neutral_config_dir(hf_model.config, arch) as tmp:
-                cfg_dict = tl_loading.convert_hf_model_config(tmp)
-                cfg = finish_config(
-                    cfg_dict,
-                    model_name=arch.name,
-                    device=torch.device("cpu"),
-                    dtype=dtype,
-                    default_prepend_bos=False,
-                    tokenizer_name=None,
-                )
-                state = tl_loading.get_pretrained_state_dict(tmp, cfg, hf_model=hf_model, dtype=dtype)
-        else:
+        if arch.template is None:  # TransformerLens reads the config from a directory
+            source = stack.enter_context(_neutral_config_dir(hf_model.config, arch))
+            cfg_dict = tl_loading.convert_hf_model_config(source)
+        else:  # TransformerLens knows this architecture by official name only
+            source = arch.template
             cfg_dict = _template_config(hf_model.config, arch, where)
-            cfg = finish_config(
-                cfg_dict,
-                model_name=arch.name,
-                device=torch.device("cpu"),
-                dtype=dtype,
-                default_prepend_bos=False,
-                tokenizer_name=None,
-            )
-            state = tl_loading.get_pretrained_state_dict(arch.template, cfg, hf_model=hf_model, dtype=dtype)
+        cfg = finish_config(
+            cfg_dict,
+            model_name=arch.name,
+            device=hf_model.device,
+            dtype=dtype,
+            default_prepend_bos=False,
+            tokenizer_name=None,
+        )
+        state = tl_loading.get_pretrained_state_dict(source, cfg, hf_model=hf_model, dtype=dtype)
     if cfg_dict.get("original_architecture") != arch.name:
         raise ModelLoadError(
             f"{where}: TransformerLens converted the config as {cfg_dict.get('original_architecture')!r}, "
@@ -259,18 +258,22 @@ def _load_directory(
         except (OSError, ValueError) as err:
             raise ModelLoadError(f"{directory}: the tokenizer files cannot be loaded: {err}") from err
     cfg_dict, state = convert(hf, arch, where, dtype)
+    home = hf.device  # built and checked where the Hugging Face model is, then moved
     model = _model_from(
         cfg_dict,
         state,
         tokenizer,
         model_name=directory.resolve().name,
         tokenizer_name=str(directory.resolve()),
-        device=device,
+        device=home,
         dtype=dtype,
         default_prepend_bos=default_prepend_bos,
     )
     if verify:
-        _verify(model, hf.to(device), where)
+        _verify(model, hf, where)
+    del hf, state
+    if device != home:
+        model.to(str(device), print_details=False)
     return model
 
 
@@ -304,8 +307,9 @@ def load_hf_gguf(file: Union[str, os.PathLike], dtype: torch.dtype = torch.float
     return hf, tokenizer
 
 
-def _convert_gguf(file: Path, target: Path, verify: bool) -> None:
-    """Dequantise (float32), convert with TransformerLens, check, and write the cache at ``target``."""
+def _convert_gguf(file: Path, target: Path, verify: bool) -> tuple:
+    """Dequantise (float32), convert with TransformerLens, check, and write the cache at ``target``.
+    Returns the TransformerLens config dict and the float32 state dict."""
     from transformers import AutoConfig
 
     from ..artifacts import save_tensors
@@ -327,7 +331,7 @@ def _convert_gguf(file: Path, target: Path, verify: bool) -> None:
             tokenizer,
             model_name=file.stem,
             tokenizer_name=None,
-            device=torch.device("cpu"),
+            device=hf.device,
             dtype=torch.float32,
             default_prepend_bos=False,
         )
@@ -349,16 +353,17 @@ def _convert_gguf(file: Path, target: Path, verify: bool) -> None:
         "converter": "transformer_lens.loading_from_pretrained.get_pretrained_state_dict",
         "dequantised_by": "transformers.AutoModelForCausalLM.from_pretrained(gguf_file=...)",
     }
-    save_tensors(
-        tmp / "model",
-        {k: v.to(torch.float32) for k, v in state.items()},
-        meta,
-        kind=CONVERTED_KIND,
-        version=CACHE_FORMAT,
-    )
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.rename(target)
+    state = {k: v.to(torch.float32) for k, v in state.items()}
+    save_tensors(tmp / "model", state, meta, kind=CONVERTED_KIND, version=CACHE_FORMAT)
+    if target.exists():  # a stale or broken conversion (a valid one would have been used)
+        shutil.rmtree(target, ignore_errors=True)
+    try:
+        tmp.rename(target)
+    except OSError:  # another process put its conversion there meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)
+        if _cached(target, file) is None:
+            raise
+    return cfg_dict, state
 
 
 def _cached(target: Path, file: Path) -> Optional[dict]:
@@ -393,16 +398,14 @@ def load_gguf(
 
     file = Path(file).expanduser()
     target = gguf_cache_path(file, cache_slug)
-    meta = _cached(target, file)
-    if meta is None:
-        _convert_gguf(file, target, verify)
-        meta = _cached(target, file)
-        if meta is None:
-            raise ModelLoadError(f"{target}: the conversion cache was written but does not read back")
-    state, meta = load_tensors(target / "model", kind=CONVERTED_KIND, versions=(CACHE_FORMAT,))
-    tokenizer = AutoTokenizer.from_pretrained(target / "tokenizer")
+    if _cached(target, file) is None:
+        cfg_dict, state = _convert_gguf(file, target, verify)
+    else:
+        state, meta = load_tensors(target / "model", kind=CONVERTED_KIND, versions=(CACHE_FORMAT,))
+        cfg_dict = meta["tl_config"]
+    tokenizer = AutoTokenizer.from_pretrained(target / "tokenizer")  # the saved copy, first load or not
     return _model_from(
-        meta["tl_config"],
+        cfg_dict,
         state,
         tokenizer,
         model_name=model_name or file.stem,
