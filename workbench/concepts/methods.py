@@ -152,15 +152,12 @@ class PCAOfDifferences(_AlongDirection):
 
 @register_method
 @dataclass(frozen=True)
-class DirectionalAblation(ConceptMethod):
-    """``r = μ⁺ − μ⁻``; the edit removes the component along ``r̂`` and induces ``±strength·r`` (Arditi et al.)."""
+class DirectionalAblation(MeanDifference):
+    """The mean-difference vector ``r = μ⁺ − μ⁻``, used differently: the edit removes the component
+    along ``r̂`` and induces ``±strength·r`` (Arditi et al. 2024)."""
 
     name: ClassVar[str] = "ablation"
     label: ClassVar[str] = "Ablate + add (Arditi)"
-
-    def fit(self, site, pos, neg, *, all_training=None, concept="", extra_params=None) -> ConceptVector:
-        params, extras = _contrast(pos, neg, extra_params)
-        return ConceptVector(site, mean_difference(pos, neg), self.name, params, None, extras, concept)
 
     def _edit(self, vector: ConceptVector, strength: float, toward: Toward, scale: Scale) -> Edit:
         return AblateAndAdd(vector.direction, _sign(toward) * strength)

@@ -111,8 +111,23 @@ class GCAVEdit:
         return f"GCAVEdit({self.mode} to logit {self._z:.3g}, |w|={self._w.norm():.3g}, b={self.b:.3g})"
 
 
-@dataclass(frozen=True)
-class AblateAndAdd:
+class _ComposedAlong:
+    """Shared by edits defined as a ``Compose`` of basic edits along a direction ``_r``."""
+
+    _r: Tensor
+    _steps: Compose
+    coeff: float
+
+    def __call__(self, acts: Tensor, ctx: EditContext) -> Tensor:
+        check_width(self._r, acts, f"{type(self).__name__}.r")
+        return self._steps(acts, ctx)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(|r|={self._r.norm():.3g}, coeff={self.coeff:g})"
+
+
+@dataclass(frozen=True, repr=False)
+class AblateAndAdd(_ComposedAlong):
     """``h ← h − r̂ r̂ᵀ h + α·r``: directional ablation followed by inducing ``α·r`` (Arditi et al. 2024;
     ``α = 0`` is pure ablation). The edit is ``Compose(ProjectOut(r), AddVector(r, α))``."""
 
@@ -127,16 +142,9 @@ class AblateAndAdd:
         object.__setattr__(self, "_r", r)
         object.__setattr__(self, "_steps", Compose(ProjectOut(r), AddVector(r, coeff)))
 
-    def __call__(self, acts: Tensor, ctx: EditContext) -> Tensor:
-        check_width(self._r, acts, "AblateAndAdd.r")
-        return self._steps(acts, ctx)
 
-    def __repr__(self) -> str:
-        return f"AblateAndAdd(|r|={self._r.norm():.3g}, coeff={self.coeff:g})"
-
-
-@dataclass(frozen=True)
-class ACEEdit:
+@dataclass(frozen=True, repr=False)
+class ACEEdit(_ComposedAlong):
     """Affine concept editing (Marshall et al. 2024): ``h ← h − r̂ r̂ᵀ (h − μ₀) + α·r``. The component of
     ``h`` along ``r̂`` is set to that of the reference point ``μ₀``, then ``α·r`` is added: the projection
     about ``μ₀`` (translate by ``−μ₀``, ``ProjectOut(r)``, translate back) followed by ``AddVector(r, α)``."""
@@ -164,13 +172,6 @@ class ACEEdit:
                 "ACE needs a ConceptVector with a reference point (extras['mu0']); fit it with method='ace'"
             )
         return cls(vector.direction, vector.extras["mu0"], coeff)
-
-    def __call__(self, acts: Tensor, ctx: EditContext) -> Tensor:
-        check_width(self._r, acts, "ACEEdit.r")
-        return self._steps(acts, ctx)
-
-    def __repr__(self) -> str:
-        return f"ACEEdit(|r|={self._r.norm():.3g}, coeff={self.coeff:g})"
 
 
 @dataclass(frozen=True)
