@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ..models import chat_prompt
 from ..registry import HookRegistry
+from ..validation import check_float, check_int, check_probability, check_texts
 from .data import ConceptDataError, ConceptSet, save_concept
 from .judges import Judge
 
@@ -132,10 +133,16 @@ def generate_concept_set(
     desc = ConceptDescription.parse(description) if isinstance(description, str) else description
     if not isinstance(desc, ConceptDescription):
         raise TypeError(f"description must be a string or a ConceptDescription, got {type(description).__name__}")
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if not topics:
-        raise ValueError("topics is empty")
+    check_int("n", n, min=1)
+    check_int("seed", seed, min=0)
+    check_int("max_new_tokens", max_new_tokens, min=1)
+    check_float("temperature", temperature, min=0.0)
+    check_probability("top_p", top_p, open_low=True)
+    check_int("batch_size", batch_size, min=1)
+    check_int("max_rounds", max_rounds, min=1)
+    check_int("min_chars", min_chars, min=1)
+    check_int("max_chars", max_chars, min=min_chars)
+    topics = tuple(check_texts("topics", topics))
     rng = random.Random(seed)
     reg = HookRegistry(model)
     seen, pairs, dropped = set(), [], 0
