@@ -113,9 +113,10 @@ def resolve(path: Union[str, os.PathLike]) -> tuple:
 
 @contextmanager
 def _neutral_config_dir(hf_config: Any, arch: Architecture):
-    """A temporary directory holding only ``config.json`` (the loaded config, its architecture
-    named, its quantization note dropped: the weights handed over are dequantised), whose path
-    contains none of the substrings ``convert_hf_model_config`` dispatches on by name."""
+    """A temporary directory holding only ``config.json`` (the loaded config with its architecture
+    named and its quantization note dropped: GGUF weights arrive dequantised, and TransformerLens
+    checks the loaded weights themselves for packed storage), whose path contains none of the
+    substrings ``convert_hf_model_config`` dispatches on by name. Removed on exit."""
     doc = hf_config.to_dict()
     doc["architectures"] = [arch.name]
     doc.pop("quantization_config", None)
