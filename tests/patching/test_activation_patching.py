@@ -7,6 +7,7 @@ import pytest
 import torch
 import transformer_lens.patching as tlp
 from architectures import FAMILIES, family_model
+from jaxtyping import TypeCheckError
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from workbench.models import tiny_model
@@ -93,12 +94,18 @@ def test_starting_at_the_layer_equals_the_full_forward(tiny):
     assert (a - b).abs().max() < 1e-5
 
 
+def _bad(exc, match: str, param: str):
+    """Our validation's error, or (when the tests run with jaxtyping's runtime checks on) the type
+    checker's, which names the parameter and fires first."""
+    return pytest.raises((exc, TypeCheckError), match=f"{match}|parameter '{param}'")
+
+
 def test_layer_subset_and_bad_arguments(tiny):
     task = random_task(tiny.cfg.d_vocab, n=2, seq_len=4)
     metric = make_metric(tiny, task)
     g = activation_patch(tiny, task.clean, task.corrupted, metric, "mlp_out", layers=[1])
     assert torch.isnan(g[0]).all() and torch.isfinite(g[1]).all()
-    with pytest.raises(ValueError, match="unknown patching stream"):
+    with _bad(ValueError, "unknown patching stream", "stream"):
         activation_patch(tiny, task.clean, task.corrupted, metric, "resid_mid")
     with pytest.raises(ValueError, match="not a layer"):
         activation_patch(tiny, task.clean, task.corrupted, metric, "mlp_out", layers=[5])
@@ -106,9 +113,9 @@ def test_layer_subset_and_bad_arguments(tiny):
         activation_patch(tiny, task.clean, task.corrupted, metric, "mlp_out", layers=[])
     with pytest.raises(ValueError, match="outside"):
         activation_patch(tiny, task.clean, task.corrupted + 100, metric, "mlp_out")
-    with pytest.raises(TypeError, match="integer ids"):
+    with _bad(TypeError, "integer ids", "clean"):
         activation_patch(tiny, task.clean.float(), task.corrupted, metric, "mlp_out")
-    with pytest.raises(ValueError, match="equal shape"):
+    with _bad(ValueError, "equal shape", "corrupted"):
         activation_patch(tiny, task.clean, task.corrupted[:, :3], metric, "mlp_out")
     with pytest.raises(ValueError, match="metric is for 2 prompts"):
         activation_patch(tiny, task.clean[:1], task.corrupted[:1], metric, "mlp_out")
