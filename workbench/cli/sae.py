@@ -302,6 +302,8 @@ def steer(
         raise typer.BadParameter(f"feature {feature} out of range 0..{s.cfg.d_sae - 1}")
     if max_activation is None:
         fs = _load_or_compute(model, s, sae, scores_dir, 256)
+        if fs.examples is None:
+            raise typer.BadParameter(f"the saved scores of {sae} have no top examples; pass --max-activation")
         max_activation = float(fs.examples.max_activation[feature])
         top = fs.lens.top_tokens[feature]
         if max_activation <= 0:

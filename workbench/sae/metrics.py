@@ -29,12 +29,13 @@ layer re-adds); other hooks edit a full forward pass through a ``HookRegistry`` 
 """
 
 import re
-from typing import Optional
+from typing import Optional, cast
 
 import torch
 
 from ..edits import Replace
 from ..registry import HookRegistry
+from ..validation import check_int
 
 _RESID_POST = re.compile(r"blocks\.(\d+)\.hook_resid_post")
 
@@ -135,29 +136,27 @@ def evaluate_sae(
     the formulas are in the module docstring."""
     if tokens.ndim != 2 or tokens.shape[1] < 2:
         raise ValueError(f"tokens must be [n_seq, seq_len >= 2], got {tuple(tokens.shape)}")
-    if not 0 <= skip_positions < tokens.shape[1]:
-        raise ValueError(f"skip_positions must be in [0, seq_len), got {skip_positions}")
-    if batch_size < 1:
-        raise ValueError("batch_size must be >= 1")
+    check_int("skip_positions", skip_positions, min=0, max=tokens.shape[1] - 1)
+    check_int("batch_size", batch_size, min=1)
     m = _RESID_POST.fullmatch(hook_name)
     restartable = getattr(model.cfg, "positional_embedding_type", "standard") != "shortformer"
-    fast = m is not None and restartable and int(m.group(1)) + 1 < model.cfg.n_layers
-    fast_layer: Optional[int] = int(m.group(1)) if fast else None
+    fast_layer: Optional[int] = None
+    if m is not None and restartable and int(m.group(1)) + 1 < model.cfg.n_layers:
+        fast_layer = int(m.group(1))
 
     stats = ActivationStats(sae.cfg.d_in, sae.cfg.d_sae)
     ce = {"clean": 0.0, "sae": 0.0, "zero": 0.0}
     n_pred = 0
-    batches = range(0, tokens.shape[0], batch_size)
-    if progress:
-        from tqdm.auto import tqdm
+    from tqdm.auto import tqdm
 
-        batches = tqdm(batches, desc=f"eval {hook_name}", mininterval=10)
-    for i in batches:
+    for i in tqdm(
+        range(0, tokens.shape[0], batch_size), desc=f"eval {hook_name}", mininterval=10, disable=not progress
+    ):
         toks = tokens[i : i + batch_size].to(model.cfg.device)
         reg = HookRegistry(model)
         reg.probe("x", hook_name)
-        loss_clean = _loss_per_token(reg.run(toks, need_logits=True), toks)
-        x = reg.records["x"]
+        loss_clean = _loss_per_token(cast(torch.Tensor, reg.run(toks, need_logits=True)), toks)
+        x = cast(torch.Tensor, reg.records["x"])  # unpadded rows, every position: one [B, T, d] tensor
         x_hat, feats = _sae_apply(sae, x)
         x_patched = x.clone()
         x_patched[:, skip_positions:] = x_hat[:, skip_positions:]
@@ -172,7 +171,7 @@ def evaluate_sae(
             for values in (x_patched, torch.zeros_like(x)):
                 reg = HookRegistry(model)
                 reg.steer("replace", hook_name, Replace(values))
-                losses.append(_loss_per_token(reg.run(toks, need_logits=True), toks))
+                losses.append(_loss_per_token(cast(torch.Tensor, reg.run(toks, need_logits=True)), toks))
             loss_sae, loss_zero = losses
         ce["clean"] += _sum(loss_clean)
         ce["sae"] += _sum(loss_sae)

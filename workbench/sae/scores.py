@@ -22,7 +22,7 @@ forward pass per feature, the edit applied by a registry steer. Both use the sam
 """
 
 from collections.abc import Sequence
-from typing import Optional
+from typing import Optional, Union, cast
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -118,7 +118,7 @@ def output_scores(
     model,
     sae,
     lens: Optional[FeatureLens] = None,
-    features: Optional[Sequence[int]] = None,
+    features: Optional[Union[Sequence[int], Tensor]] = None,
     *,
     prompt=None,
     factor: float = OUTPUT_FACTOR,
@@ -162,8 +162,9 @@ def output_scores(
         if use_cache:
             reg.probe("x", site)
             reg.run(tokens)
-            x = reg.records["x"]  # [1, T, d]
-            start = site.layer + 1 if site.stream == "resid_post" else site.layer
+            x = cast(Tensor, reg.records["x"])  # [1, T, d]
+            layer = cast(int, site.layer)  # a resid_pre / resid_post site has a layer
+            start = layer + 1 if site.stream == "resid_post" else layer
             reg.clear()
             prefix = prefix_kv_cache(model, tokens[:, :-1]) if tokens.shape[1] > 1 else None
         bar = tqdm(total=len(idx), desc=f"output scores {site.short}", disable=not progress, leave=False)
@@ -174,7 +175,7 @@ def output_scores(
                 logits = last_position_logits(model, last, start, prefix)
             else:
                 reg.steer("amplify", site, AmplifyFeature(sae, part, factor), positions="last")
-                logits = reg.run(tokens.expand(B, -1), need_logits=True)[:, -1]
+                logits = cast(Tensor, reg.run(tokens.expand(B, -1), need_logits=True))[:, -1]
                 reg.remove("amplify")
             scores.append(output_score_from_logits(logits, top[part]).cpu())
             bar.update(B)
@@ -186,7 +187,7 @@ def output_scores_naive(
     model,
     sae,
     lens: Optional[FeatureLens] = None,
-    features: Optional[Sequence[int]] = None,
+    features: Optional[Union[Sequence[int], Tensor]] = None,
     *,
     prompt=None,
     factor: float = OUTPUT_FACTOR,
@@ -208,7 +209,7 @@ def output_scores_naive(
     with torch.no_grad():
         for i in tqdm(idx.tolist(), desc=f"output scores (naive) {site.short}", disable=not progress, leave=False):
             reg.steer("amplify", site, AmplifyFeature(sae, i, factor), positions="last")
-            logits = reg.run(tokens, need_logits=True)[:, -1]
+            logits = cast(Tensor, reg.run(tokens, need_logits=True))[:, -1]
             reg.remove("amplify")
             out.append(output_score_from_logits(logits, top[[i]]).cpu())
     return torch.cat(out) if out else torch.zeros(0)

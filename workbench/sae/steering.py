@@ -75,7 +75,7 @@ def _features(sae, feature: FeatureIndex, batch: Optional[int]) -> Tensor:
     return idx
 
 
-def feature_indices(sae, features: Optional[Sequence[int]]) -> Int[Tensor, " n"]:
+def feature_indices(sae, features: Optional[Union[Sequence[int], Tensor]]) -> Int[Tensor, " n"]:
     """``features`` as a flat int64 tensor (default: every feature, in order), each checked to be in
     ``0..d_sae-1``."""
     if features is None:

@@ -10,7 +10,7 @@ store a whole :class:`FeatureScores` (table, feature lens, top examples) in one 
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Union, cast
 
 import torch
 from torch import Tensor
@@ -98,7 +98,7 @@ def feature_scores(
     examples = None
     if with_input:
         toks = corpus_tokens if corpus_tokens is not None else heldout_tokens(model, n_rows)
-        examples = collect_top_examples(model, sae, toks, example_len=example_len, progress=progress)
+        examples = cast(TopExamples, collect_top_examples(model, sae, toks, example_len=example_len, progress=progress))
     return FeatureScores(score_table(model, sae, lens=lens, output=out, examples=examples), lens, examples)
 
 
@@ -148,7 +148,7 @@ def select_features(
         keep &= scores["input_score"] >= min_input_score
     if max_input_score is not None:
         keep &= scores["input_score"] <= max_input_score
-    out = scores[keep].sort_values(sort_by, ascending=sort_by == "feature", kind="stable")
+    out = scores.loc[keep].sort_values(sort_by, ascending=sort_by == "feature", kind="stable")
     return out.head(top_n) if top_n is not None else out
 
 

@@ -14,7 +14,7 @@ These examples are the input of the input score ``S_in`` (Arad, Mueller & Belink
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Union, cast
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -98,7 +98,23 @@ class TopExamples:
         valid = t.pop("window_valid").bool()
         w = t.pop("window").float()
         window = torch.where(valid, w, torch.full_like(w, float("nan")))
-        return cls(**{k: t[k] for k in _TENSORS}, window=window, **{k: int(meta[k]) for k in _META})
+        return cls(
+            values=t["values"],
+            example=t["example"],
+            row=t["row"],
+            position=t["position"],
+            token=t["token"],
+            window=window,
+            fire_count=t["fire_count"],
+            hist_counts=t["hist_counts"],
+            tokens=t["tokens"],
+            n_tokens=int(meta["n_tokens"]),
+            example_len=int(meta["example_len"]),
+            skip_positions=int(meta["skip_positions"]),
+            window_before=int(meta["window_before"]),
+            window_after=int(meta["window_after"]),
+            hist_edges=t["hist_edges"],
+        )
 
 
 class _TopKAccumulator:
@@ -203,7 +219,7 @@ def collect_top_examples(
     window: tuple[int, int] = (15, 4),
     batch_size: int = 8,
     progress: bool = True,
-):
+) -> Union[TopExamples, dict[str, TopExamples]]:
     """Stream ``tokens`` through ``model`` (registry probes at each SAE's site; the forward stops
     after the deepest site) and keep, per feature, the top-``k`` examples. ``saes`` is one SAE or a
     mapping ``{name: sae}`` (one pass for all of them; returns ``{name: TopExamples}``).
@@ -249,7 +265,7 @@ def collect_top_examples(
             chunk = tokens[start : start + batch_size]
             reg.run(chunk)
             for name, sae in sae_map.items():
-                x = reg.records[probes[name]]
+                x = cast(Tensor, reg.records[probes[name]])  # unpadded rows: one [B, T, d] tensor
                 accs[name].add(sae.encode(x.to(sae.device, sae.dtype)), chunk, start)
             bar.update(chunk.numel())
     bar.close()

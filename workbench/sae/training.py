@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Union
+from typing import Union, cast
 
 import torch
 from jaxtyping import Float, Int
@@ -176,7 +176,7 @@ def cache_activations(
                 toks = tokens[i : min(i + batch_size, b)]
                 reg.run(toks)
                 for h in hooks:
-                    act = reg.records[h][:, skip_positions:]
+                    act = cast(Tensor, reg.records[h])[:, skip_positions:]  # unpadded: one [B, T, d] tensor
                     parts[h].append(act.reshape(-1, act.shape[-1]).to("cpu", torch.float16))
                 bar.update(toks.numel())
             meta = {"split": split, "start": a, "end": b, "skip_positions": skip_positions, "hooks": hooks}
