@@ -164,7 +164,7 @@ def test_no_hook_left_after_exceptions(tiny):
         with reg:
             assert n_hooks(tiny) == 2
             tiny(tokens())
-            1 / 0
+            raise ZeroDivisionError
     assert n_hooks(tiny) == 0 and not reg.is_active
 
     def in_place(a, ctx):
@@ -198,7 +198,7 @@ def test_works_with_run_with_cache_and_tl_generate(tiny):
     v = torch.randn(32)
     reg = HookRegistry(tiny).steer("s", "resid_post.0", AddVector(v, 2.0))
     with reg:
-        logits, cache = tiny.run_with_cache(tokens())
+        logits, _ = tiny.run_with_cache(tokens())
         out = tiny.generate(tokens(batch=1), max_new_tokens=3, verbose=False, use_past_kv_cache=True, stop_at_eos=False)
     ref = tiny.run_with_hooks(tokens(), fwd_hooks=[("blocks.0.hook_resid_post", lambda a, hook: a + 2.0 * v)])
     torch.testing.assert_close(logits, ref)
@@ -299,3 +299,28 @@ def test_generation_mixing_fast_and_hooked_attention_layers(tiny):
         full = tiny(g.tokens[:, :-1], attention_mask=g.attention_mask[:, :-1])
     torch.testing.assert_close(g.logits, full[:, -4:], atol=1e-5, rtol=1e-4)
     assert pattern.shape == (2, 4, 4, 8)  # [batch, chunks, heads, d_head]
+
+
+def test_attention_pattern_last_during_generation(tiny):
+    """reduce='last' on a pattern, whose key axis grows each step, keeps the last step's read: the last
+    fed token's pattern over every key, as run_with_cache computes it over the finished sequence."""
+    batch = pad_rows([[1, 2, 3, 4, 5], [6, 7]], 0)
+    reg = HookRegistry(tiny).probe("pat", "attn.pattern.1", reduce="last")
+    g = reg.generate(batch, max_new_tokens=4, stop_at_eos=False)
+    _, cache = tiny.run_with_cache(g.tokens[:, :-1], attention_mask=g.attention_mask[:, :-1])
+    torch.testing.assert_close(reg.records["pat"], cache["blocks.1.attn.hook_pattern"][:, :, -1])
+
+
+def test_attention_pattern_last_with_a_finished_row_is_a_clear_error(tiny):
+    from architectures import TinyTokenizer
+
+    tiny.tokenizer = TinyTokenizer(tiny.cfg.d_vocab)
+    batch = pad_rows([[11, 12, 13, 14, 15], [16, 17]], 0)
+    first = HookRegistry(tiny).generate(batch, max_new_tokens=4, stop_at_eos=False)
+    tiny.tokenizer.eos_token_id = int(first.new_tokens[0, 0])  # row 0 stops at once
+    if bool((first.new_tokens[1, :2] == tiny.tokenizer.eos_token_id).any()):
+        pytest.skip("both rows would stop together")
+    reg = HookRegistry(tiny).probe("pat", "attn.pattern.1", reduce="last")
+    with pytest.raises(ValueError, match="reduce='last' read chunks of different shapes"):
+        reg.generate(batch, max_new_tokens=4)
+    assert n_hooks(tiny) == 0
