@@ -324,3 +324,17 @@ def test_attention_pattern_last_with_a_finished_row_is_a_clear_error(tiny):
     with pytest.raises(ValueError, match="reduce='last' read chunks of different shapes"):
         reg.generate(batch, max_new_tokens=4)
     assert n_hooks(tiny) == 0
+
+
+def test_probe_only_run_skips_the_unembedding_unless_probed(tiny):
+    fired = []
+    handle = tiny.unembed.register_forward_pre_hook(lambda *a: fired.append("unembed"))
+    try:
+        HookRegistry(tiny).probe("p", "ln_final.hook_normalized").run(tokens())
+        assert fired == []  # probes only, none in the unembedding: no logits computed
+        reg = HookRegistry(tiny).probe("u", "unembed.hook_out", reduce="last")
+        reg.run(tokens())
+        assert fired == ["unembed"]
+        torch.testing.assert_close(reg.records["u"], tiny(tokens())[:, -1])
+    finally:
+        handle.remove()

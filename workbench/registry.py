@@ -492,6 +492,10 @@ class HookRegistry:
                 return None
         return deepest
 
+    def _reads_unembed(self) -> bool:
+        """A probe reads inside the unembedding, so a probe-only run still has to unembed."""
+        return any(p.site.layer is None and p.site.stream.startswith("unembed") for p in self._enabled("probe"))
+
     def as_batch(self, inputs, padding_side: str = "left") -> Batch:
         if isinstance(inputs, Batch):
             return inputs
@@ -540,7 +544,7 @@ class HookRegistry:
                     batch.tokens.to(self.model.cfg.device),
                     attention_mask=mask.to(self.model.cfg.device),
                     stop_at_layer=stop,
-                    return_type="logits",
+                    return_type="logits" if want_logits or self._reads_unembed() else None,
                 )
             except _StopForward:
                 return None
