@@ -11,15 +11,16 @@ def test_forms_round_trip(tiny):
     assert Site(0, "attn.z").hook_name == "blocks.0.attn.hook_z"
     assert Site.parse("hook_embed") == Site(None, "embed") == Site.parse("embed")
     assert resid(1).short == "resid_post.1"
-    # every hook of the model parses and maps back to itself
+    # every hook of the model parses and maps back to itself (hooks the config never fires are refused)
     for name in tiny.hook_dict:
-        assert Site.parse(name, tiny).hook_name == name
+        if not name.endswith(("hook_mlp_in", "hook_attn_in", "hook_result", "_input")):
+            assert Site.parse(name, tiny).hook_name == name
 
 
 def test_unknown_site_lists_close_matches(tiny):
-    with pytest.raises(KeyError, match="close matches: .*blocks.1.hook_resid_post"):
+    with pytest.raises(KeyError, match=r"close matches: .*blocks\.1\.hook_resid_post"):
         Site.parse("resid_posst.1", tiny)
-    with pytest.raises(KeyError, match="layers 0..1"):
+    with pytest.raises(KeyError, match=r"layers 0\.\.1"):
         Site.parse("resid_post.7", tiny)
 
 

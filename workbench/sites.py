@@ -15,6 +15,18 @@ BLOCK_STREAMS = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
 # Streams whose activations carry the query position on dim 2 rather than dim 1.
 _POS_DIM_2 = ("attn.attn_scores", "attn.pattern")
 
+# Streams that exist only under some configs: (stream, config field, value it needs, why).
+_CONFIG_STREAMS = (
+    ("resid_mid", "parallel_attn_mlp", False, "parallel blocks add attention and MLP to resid_pre at once"),
+    ("resid_mid", "attn_only", False, "attention-only blocks have no MLP"),
+    ("mlp_in", "use_hook_mlp_in", True, "set it to True to get hook_mlp_in"),
+    ("attn_in", "use_attn_in", True, "set it to True to get hook_attn_in"),
+    ("attn.result", "use_attn_result", True, "set it to True to get per-head results"),
+    ("q_input", "use_split_qkv_input", True, "set it to True to get separate q/k/v inputs"),
+    ("k_input", "use_split_qkv_input", True, "set it to True to get separate q/k/v inputs"),
+    ("v_input", "use_split_qkv_input", True, "set it to True to get separate q/k/v inputs"),
+)
+
 _TL_BLOCK = re.compile(r"^blocks\.(\d+)\.(.+)$")
 _SHORT = re.compile(r"^(.+)\.(\d+)$")
 
@@ -104,6 +116,11 @@ class Site:
     def check(self, model) -> "Site":
         """Raise ``KeyError`` naming close matches if this site is not a hook of ``model``."""
         hooks = model.hook_dict
+        # Some hook points exist on every model but only fire under a config flag: refuse them up front.
+        for stream, field, needed, why in _CONFIG_STREAMS:
+            if self.stream == stream and bool(getattr(model.cfg, field, False)) != needed:
+                value = getattr(model.cfg, field, None)
+                raise KeyError(f"site '{self.short}' is not computed by this model: cfg.{field}={value!r} ({why})")
         # A SAELens HookedSAETransformer replaces an attached hook point by the SAE module itself.
         if self.hook_name in hooks or self.hook_name in getattr(model, "mod_dict", {}):
             return self
