@@ -266,7 +266,7 @@ def step_gcav(model, cfg: TourConfig, state: dict, s: _Step) -> None:
     import plotly.graph_objects as go
 
     from workbench.concepts.steering import GCAVEdit
-    from workbench.experiments.export import PALETTE, style
+    from workbench.plots.style import PALETTE, style
     from workbench.registry import HookRegistry
 
     vec = state.get("sentiment_probe")
