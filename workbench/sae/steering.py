@@ -13,6 +13,8 @@ decoder, and ``ε = x − dec(enc(x))`` the SAE error. Every edit here keeps the
 * :func:`amplify_feature` — the paper's output-score intervention: ``f'_i = f_i + κ · max_j f_j``
   at each edited position (κ = 10), written back as ``dec(f') + ε``.
 * :func:`clamp_feature` — ``f'_i = v`` (set, in the SAE basis), written back as ``dec(f') + ε``.
+* :func:`generation_success` — how well steering worked: the share of generated tokens that lie in
+  the feature's logit-lens set ``T_i`` (the paper's "generation success").
 
 The pure functions take ``x`` ``[batch, ..., d_in]`` and either one feature (an int) or one
 feature per batch row (a 1-d integer tensor), so a single forward pass can steer a different
@@ -129,7 +131,7 @@ def decoder_directions(sae, features: Optional[FeatureIndex] = None, *, chunk: i
 def edit_in_sae_basis(sae, x: Tensor, f: Tensor, f_new: Tensor) -> Tensor:
     """``dec(f_new) + (x − dec(f))`` written as ``x + (dec(f_new) − dec(f))``."""
     delta = sae.decode(f_new) - sae.decode(f)
-    return x + delta.to(x.dtype)
+    return x + delta.to(x.device, x.dtype)
 
 
 def add_feature(
@@ -153,7 +155,7 @@ def amplify_feature(
     with the error kept: ``dec(f') + (x − dec(f))``."""
     check_sae(sae)
     idx = _features(sae, feature, x.shape[0])
-    f = sae.encode(x.to(sae.dtype))
+    f = sae.encode(x.to(sae.device, sae.dtype))
     boost = _per_row(factor, x.shape[0], f.ndim, f, "factor") * f.max(-1, keepdim=True).values
     return edit_in_sae_basis(sae, x, f, f + _one_hot(idx, f.shape, f) * boost)
 
@@ -164,7 +166,7 @@ def clamp_feature(
     """Set feature ``i`` to ``value`` in the SAE basis, keeping the error: ``dec(f') + (x − dec(f))``."""
     check_sae(sae)
     idx = _features(sae, feature, x.shape[0])
-    f = sae.encode(x.to(sae.dtype))
+    f = sae.encode(x.to(sae.device, sae.dtype))
     hot = _one_hot(idx, f.shape, f)
     v = _per_row(value, x.shape[0], f.ndim, f, "value")
     return edit_in_sae_basis(sae, x, f, f * (1 - hot) + hot * v)
