@@ -53,8 +53,10 @@ def family_config(
     d_vocab: int = 64,
     n_ctx: int = 64,
     window_size: int = WINDOW,
+    **overrides,
 ) -> HookedTransformerConfig:
-    """The ``HookedTransformerConfig`` of a tiny model of family ``name`` (see the module docstring)."""
+    """The ``HookedTransformerConfig`` of a tiny model of family ``name`` (see the module docstring);
+    ``overrides`` set or replace config fields (e.g. ``scale_attn_by_inverse_layer_idx=True``)."""
     if name not in FAMILIES:
         raise ValueError(f"unknown family {name!r}; families: {', '.join(FAMILIES)}")
     d_head = d_model // n_heads
@@ -118,7 +120,7 @@ def family_config(
         )
     else:  # qwen2
         extra = dict(llama_like, rotary_base=1000000, eps=1e-6)
-    return HookedTransformerConfig(**common, **extra)
+    return HookedTransformerConfig(**{**common, **extra, **overrides})
 
 
 def _has_biases(name: str, param: str) -> bool:
@@ -152,9 +154,19 @@ def _calibrate_gemma2(model: HookedTransformer, generator: torch.Generator) -> N
 
 
 @functools.cache
-def _state(name: str, seed: int, n_layers: int, d_model: int, n_heads: int, d_vocab: int, window_size: int):
+def _state(
+    name: str, seed: int, n_layers: int, d_model: int, n_heads: int, d_vocab: int, window_size: int, frozen: tuple
+):
+    overrides = {k: list(v) if isinstance(v, tuple) else v for k, v in frozen}
     cfg = family_config(
-        name, seed=seed, n_layers=n_layers, d_model=d_model, n_heads=n_heads, d_vocab=d_vocab, window_size=window_size
+        name,
+        seed=seed,
+        n_layers=n_layers,
+        d_model=d_model,
+        n_heads=n_heads,
+        d_vocab=d_vocab,
+        window_size=window_size,
+        **overrides,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -183,11 +195,14 @@ def family_model(
     n_heads: int = 4,
     d_vocab: int = 64,
     window_size: int = WINDOW,
+    **overrides,
 ) -> HookedTransformer:
-    """A fresh tiny random model of family ``name`` (eval mode, parameters with ``requires_grad=False``).
+    """A fresh tiny random model of family ``name`` (eval mode, parameters with ``requires_grad=False``);
+    ``overrides`` are config fields passed to ``family_config``.
 
     Weights are deterministic in the arguments; each call returns a new model (safe to edit)."""
-    cfg, state = _state(name, seed, n_layers, d_model, n_heads, d_vocab, window_size)
+    frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in overrides.items()))
+    cfg, state = _state(name, seed, n_layers, d_model, n_heads, d_vocab, window_size, frozen)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = HookedTransformer(cfg.__class__(**{**cfg.__dict__, "init_weights": False}))
