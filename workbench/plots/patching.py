@@ -26,6 +26,11 @@ def _labels(tokens: Optional[Sequence[str]], n: int, width: int) -> list:
     return list(range(n))
 
 
+def _diverging(g, x, m: float, **kw) -> go.Heatmap:
+    """A heatmap trace of grid ``g`` on the diverging scale, centred at 0 and clipped at ``±m``."""
+    return go.Heatmap(z=g, x=x, y=list(range(g.shape[0])), colorscale=DIVERGING, zmid=0, zmin=-m, zmax=m, **kw)
+
+
 def scatter_figure(result: FaithfulnessResult, stream: str, *, title: Optional[str] = None) -> go.Figure:
     """Estimate vs activation patching for every (layer, position) of one component type; one
     colour per method, r in the legend, and the y = x line."""
@@ -70,18 +75,7 @@ def grid_heatmap(
     g = grid.detach().cpu().numpy()
     x = _labels(tokens, g.shape[1], 18)
     m = float(np.nanmax(np.abs(g))) if np.isfinite(g).any() else 1.0
-    fig = go.Figure(
-        go.Heatmap(
-            z=g,
-            x=x,
-            y=list(range(g.shape[0])),
-            colorscale=DIVERGING,
-            zmid=0,
-            zmin=-m,
-            zmax=m,
-            colorbar=dict(title=zlabel),
-        )
-    )
+    fig = go.Figure(_diverging(g, x, m, colorbar=dict(title=zlabel)))
     style(
         fig,
         title=title,
@@ -106,21 +100,7 @@ def grids_figure(result: FaithfulnessResult, stream: str, *, tokens: Optional[Se
     )
     x = _labels(tokens, result.act[stream].shape[1], 14)
     for i, g in enumerate(panels.values()):
-        fig.add_trace(
-            go.Heatmap(
-                z=g.numpy(),
-                x=x,
-                y=list(range(g.shape[0])),
-                colorscale=DIVERGING,
-                zmid=0,
-                zmin=-m,
-                zmax=m,
-                showscale=i == 0,
-                colorbar=dict(title="metric"),
-            ),
-            row=1,
-            col=i + 1,
-        )
+        fig.add_trace(_diverging(g.numpy(), x, m, showscale=i == 0, colorbar=dict(title="metric")), row=1, col=i + 1)
     style(
         fig,
         title=f"{result.task}: {stream} patching grid and its estimates",
