@@ -126,6 +126,8 @@ def test_tuned_lens_files_are_checked(tmp_path):
     m = tiny_model()
     with pytest.raises(ValueError, match="records no model"):
         TunedLens(2, 32).save(tmp_path / "bare")
+    trained, _ = train_tuned_lens(m, torch.randn(2, 8, 32), TunedLensConfig(steps=1), lens=TunedLens(2, 32))
+    assert trained.fingerprint["unembed_hash"] == TunedLens.for_model(m).fingerprint["unembed_hash"]
     with pytest.raises(ValueError, match="reserved"):
         TunedLens.for_model(m).save(tmp_path / "x", {"n_layers": 5})
     with pytest.raises(ArtifactError, match="no such file"):

@@ -291,7 +291,7 @@ def train_tuned_lens(
 ) -> tuple[TunedLens, list[float]]:
     """Fit translators to minimise the mean over layers of ``KL(p_final ‖ p_L)`` (Belrose et al.
     2023) on cached residuals (``resid[-1]`` is the last layer's, whose readout is the model output).
-    Returns the lens and the loss per step."""
+    Returns the lens (bound to ``model``) and the loss per step."""
     from tqdm.auto import tqdm
 
     if not isinstance(config, TunedLensConfig):
@@ -299,6 +299,8 @@ def train_tuned_lens(
     _check_resid(model, resid)
     n_layers = model.cfg.n_layers
     lens = lens.check(model) if lens is not None else TunedLens.for_model(model)
+    if lens.fingerprint is None:  # a lens built by shape alone belongs to the model it is trained on
+        lens.fingerprint = model_fingerprint(model)
     g = torch.Generator().manual_seed(config.seed)
     rms = resid.pow(2).mean((1, 2)).sqrt()  # residual scale per layer
     groups = []
