@@ -52,19 +52,13 @@ def test_variant(variant):
     ref = full[:, p - 1 : p - 1 + N_NEW]
     torch.testing.assert_close(gen.logits, ref, atol=1e-4 * max(1.0, float(ref.abs().max())), rtol=1e-4)
     assert torch.equal(ref.argmax(-1), gen.new_tokens)
-    # and TransformerLens' own generate with the same hook, where it agrees with itself with and without
-    # its KV cache (TransformerLens 3.9 does on every variant here)
+    # and TransformerLens' own KV-cached generate with the same hook (on every variant here TransformerLens
+    # 3.9 gives the same tokens with and without its cache; checked when this list was written)
     with_tokenizer(model)
 
     def hook(acts, hook):
         return acts + 2.0 * v
 
-    outs = []
-    for cache in (True, False):
-        with model.hooks(fwd_hooks=[("blocks.0.hook_resid_post", hook)]):
-            out = model.generate(
-                batch.tokens, N_NEW, do_sample=False, use_past_kv_cache=cache, stop_at_eos=False, verbose=False
-            )
-        outs.append(out[:, p:])
-    if torch.equal(outs[0], outs[1]):
-        assert torch.equal(outs[0], gen.new_tokens)
+    with model.hooks(fwd_hooks=[("blocks.0.hook_resid_post", hook)]):
+        out = model.generate(batch.tokens, N_NEW, do_sample=False, stop_at_eos=False, verbose=False)
+    assert torch.equal(out[:, p:], gen.new_tokens)
