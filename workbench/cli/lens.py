@@ -1,7 +1,7 @@
 """CLI: ``workbench lens "prompt"``: the logit lens (and tuned lens) of a prompt, printed with rich;
 figures go to figures/ (or ``--figures``)."""
 
-from typing import Annotated, Optional
+from typing import Annotated, Optional, cast
 
 import typer
 from rich.console import Console
@@ -71,7 +71,7 @@ def lens(
             raise typer.BadParameter(f"no tuned lens at {path}; run with --train-tuned first")
         runs["tuned lens"] = logit_lens(model, text, k=k, targets=targets, tuned=TunedLens.load(path, model))
     if steer_layer is not None:
-        (tid,) = target_ids(model, [steer_token])
+        (tid,) = target_ids(model, [cast(str, steer_token)])  # checked not None above
         v = model.W_U[:, tid].detach()
         reg = HookRegistry(model).steer("lens-steer", f"resid_post.{steer_layer}", AddVector(v / v.norm(), steer_coeff))
         runs[f"steered L{steer_layer}"] = logit_lens(model, text, k=k, targets=targets, registry=reg)

@@ -82,7 +82,7 @@ def train_default_tuned_lens(
     heldout: int = 6,
     config: Optional[TunedLensConfig] = None,
     console=None,
-    figures: str | os.PathLike | None = None,
+    figures: str | Path | None = None,
     cache: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> tuple[dict[str, Tensor], Path]:

@@ -102,7 +102,10 @@ def _read(reg: HookRegistry, batch: Batch, layers: list[int], *, want_logits: bo
             reg.probe(name, f"resid_post.{L}", when="after")
         with torch.no_grad():
             logits = reg.run(batch, need_logits=want_logits)
-        return torch.stack([reg.records[name] for name in names], 0), logits
+        records = [reg.records[name] for name in names]
+        if not all(isinstance(r, Tensor) for r in records):
+            raise ValueError("the lens read rows of different lengths; pass prompts of equal token length")
+        return torch.stack(records, 0), logits  # type: ignore[arg-type]
     finally:
         for name in names:
             try:

@@ -25,7 +25,7 @@ the grid is computed with full forward passes instead, never with a wrong restar
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Optional
 
 import torch
 from jaxtyping import Int
@@ -36,9 +36,9 @@ from ..readout import resid_to_logits
 from ..registry import HookRegistry
 from ..validation import check_bool, check_int
 from .metric import LogitDiffMetric
+from .rules import recorded
 from .tasks import Task
 
-Stream = Literal["resid_pre", "attn_out", "mlp_out", "heads_all_pos", "heads_by_pos"]
 STREAMS = ("resid_pre", "attn_out", "mlp_out", "heads_all_pos", "heads_by_pos")
 LAYER_POS_STREAMS = ("resid_pre", "attn_out", "mlp_out")
 
@@ -129,7 +129,7 @@ def _record_all(model, tokens: Tensor, sites: dict[str, str]) -> dict[str, Tenso
         reg.probe(name, site)
     with torch.no_grad():
         reg.run(tokens, need_logits=False)
-    return {name: reg.records[name] for name in sites}
+    return {name: recorded(reg, name) for name in sites}
 
 
 def patch_index(model, stream: str, seq_len: int) -> list[tuple]:
@@ -158,7 +158,7 @@ def activation_patch(
     clean: Int[Tensor, "n pos"],
     corrupted: Int[Tensor, "n pos"],
     metric: LogitDiffMetric,
-    stream: Stream,
+    stream: str,
     *,
     layers: Optional[Sequence[int]] = None,
     tokens_per_pass: int = 2048,
@@ -229,7 +229,7 @@ def activation_patch(
     return grid
 
 
-def patch_task(model, task: Task, metric: LogitDiffMetric, stream: Stream, **kw) -> Tensor:
+def patch_task(model, task: Task, metric: LogitDiffMetric, stream: str, **kw) -> Tensor:
     """``activation_patch`` on a ``Task``."""
     return activation_patch(model, task.clean, task.corrupted, metric, stream, **kw)
 

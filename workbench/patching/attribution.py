@@ -26,7 +26,7 @@ from ..edits import EditContext
 from ..registry import HookRegistry
 from .activation import LAYER_POS_STREAMS, SITE_STREAM, check_stream, check_token_pair
 from .metric import LogitDiffMetric
-from .rules import RelPRules, install_relp_rules, relp_blocker, rewrite_output, same_value_new_grad
+from .rules import RelPRules, install_relp_rules, recorded, relp_blocker, rewrite_output, same_value_new_grad
 from .tasks import Task
 
 DEFAULT_STREAMS = ("resid_pre", "attn_out", "mlp_out")
@@ -78,13 +78,15 @@ def relp_gradients(
         reg.steer(f"g:{s}", s, taps[s])
     with torch.enable_grad():
         logits = reg.run(tokens, need_logits=True)
+        if logits is None:  # need_logits=True always returns them; a None here is a registry bug
+            raise RuntimeError("the registry returned no logits for a run with need_logits=True")
         if rules.any:
             logits = rewrite_output(reg, logits)
         m = metric(logits)
         if not isinstance(m, Tensor) or m.numel() != 1:
             raise ValueError(f"metric must return a scalar tensor, got {type(m).__name__} {getattr(m, 'shape', '')}")
         grads = torch.autograd.grad(m.reshape(()), [taps[s].delta for s in sites])
-    values = {s: reg.records[f"v:{s}"] for s in sites}
+    values = {s: recorded(reg, f"v:{s}") for s in sites}
     return m.detach(), values, {s: g.detach() for s, g in zip(sites, grads)}
 
 
@@ -132,7 +134,7 @@ def attribution_patch(
         reg.probe(s, s)
     with torch.no_grad():
         reg.run(clean, need_logits=False)
-    clean_vals = {s: reg.records[s] for s in site_names}
+    clean_vals = {s: recorded(reg, s) for s in site_names}
     _, corr_vals, grads = relp_gradients(model, corrupted, metric, site_names, rules)
     out = {}
     for stream in streams:

@@ -84,6 +84,15 @@ def relp_blocker(model, rules: RelPRules) -> Optional[str]:
     return None
 
 
+def recorded(registry: HookRegistry, name: str) -> Tensor:
+    """The tensor a probe recorded over one unpadded forward (a ragged list means the inputs were not
+    of equal length, which patching does not accept)."""
+    value = registry.records[name]
+    if not isinstance(value, Tensor):
+        raise ValueError(f"probe '{name}' recorded rows of different lengths; patching needs unpadded inputs")
+    return value
+
+
 def same_value_new_grad(value: Tensor, graded: Tensor) -> Tensor:
     """``sg[value] + (graded − sg[graded])``: equals ``value`` exactly (``x − x`` is +0 in floating
     point), while its gradient is that of ``graded``."""
@@ -126,8 +135,8 @@ class _MLPRule:
         self.at_zero = _slope_at_zero(mlp.act_fn) if identity else 0.0
 
     def __call__(self, post: Tensor, ctx: EditContext) -> Tensor:
-        pre = self.reg.records[self.pre]
-        if not isinstance(pre, Tensor) or pre.shape[:2] != post.shape[:2]:
+        pre = recorded(self.reg, self.pre)
+        if pre.shape[:2] != post.shape[:2]:
             raise ValueError(
                 "RelP rules need unpadded inputs of equal length (the recorded pre-activation does not match post)"
             )
@@ -136,7 +145,7 @@ class _MLPRule:
         if self.pre_linear is None:
             graded = phi
         else:
-            lin = self.reg.records[self.pre_linear]
+            lin = recorded(self.reg, self.pre_linear)
             graded = phi * lin * (0.5 if self.half else 1.0)
         return same_value_new_grad(post, graded)
 
@@ -202,7 +211,7 @@ def rewrite_output(registry: HookRegistry, logits: Tensor, *, prefix: str = "_re
     name = _readout_probe(prefix)
     if name not in registry.records:
         return logits
-    normed = registry.records[name]
+    normed = recorded(registry, name)
     pre_cap = registry.model.unembed(normed)  # the readout before its soft-cap (workbench.readout adds the cap)
     if pre_cap.shape != logits.shape:
         raise ValueError(f"RelP output rule: pre-cap logits {tuple(pre_cap.shape)} vs logits {tuple(logits.shape)}")
@@ -212,6 +221,7 @@ def rewrite_output(registry: HookRegistry, logits: Tensor, *, prefix: str = "_re
 __all__ = [
     "RelPRules",
     "install_relp_rules",
+    "recorded",
     "relp_blocker",
     "rewrite_output",
     "same_value_new_grad",
