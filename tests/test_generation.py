@@ -140,3 +140,23 @@ def test_single_row_unpadded_matches_forward(family):
     gen = HookRegistry(model).generate(tokens, N_NEW, return_logits=True)
     full = model(gen.tokens)
     _assert_same(gen.logits, full[:, 9 : 9 + N_NEW])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"max_new_tokens": 0}, ValueError, "max_new_tokens must be >= 1"),
+        ({"max_new_tokens": True}, TypeError, "max_new_tokens must be an int"),
+        ({"temperature": float("nan")}, ValueError, "SamplingConfig.temperature must be a finite number"),
+        ({"temperature": -1.0}, ValueError, "SamplingConfig.temperature must be >= 0"),
+        ({"temperature": 1.0, "top_p": 0.0}, ValueError, "SamplingConfig.top_p must be > 0"),
+        ({"temperature": 1.0, "top_k": 0}, ValueError, "SamplingConfig.top_k must be >= 1"),
+        ({"stop_at_eos": "yes"}, TypeError, "stop_at_eos must be True or False"),
+    ],
+)
+def test_generate_arguments_are_validated(kwargs, error, match):
+    model = family_model("llama")
+    kwargs = {"max_new_tokens": 2, **kwargs}
+    with pytest.raises(error, match=match):
+        HookRegistry(model).generate(torch.randint(3, 60, (1, 4)), **kwargs)
+    assert sum(len(m._forward_hooks) for m in model.modules()) == 0

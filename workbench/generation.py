@@ -44,6 +44,7 @@ from transformer_lens.utilities.activation_functions import apply_softcap
 from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
 
 from .readout import final_norm, unembed_normed
+from .validation import check_fields, check_float, check_int
 
 
 @dataclass(frozen=True)
@@ -387,20 +388,21 @@ class Decoder:
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """Greedy when ``temperature == 0``; otherwise temperature, then top-k, then top-p (nucleus)."""
+    """Greedy when ``temperature == 0``; otherwise softmax(logits / temperature), restricted to the
+    ``top_k`` largest logits, then to the smallest set whose probability reaches ``top_p`` (nucleus
+    sampling, Holtzman et al. 2020)."""
 
-    temperature: float = 0.0
-    top_k: Optional[int] = None
-    top_p: Optional[float] = None
-    seed: int = 0
+    temperature: float = 0.0  # 0 = greedy (argmax); > 0 divides the logits before sampling
+    top_k: Optional[int] = None  # None = no top-k cut
+    top_p: Optional[float] = None  # None = no nucleus cut; in (0, 1]
+    seed: int = 0  # seeds the sampler's own torch.Generator (the global RNG is untouched)
 
     def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if self.top_k is not None and self.top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        check_fields(self, temperature={"kind": "float", "min": 0.0}, seed={"kind": "int"})
+        if self.top_k is not None:
+            check_int("SamplingConfig.top_k", self.top_k, min=1)
+        if self.top_p is not None:
+            check_float("SamplingConfig.top_p", self.top_p, min=0.0, max=1.0, min_open=True)
 
     def sample(self, logits: Float[Tensor, "batch vocab"], generator: torch.Generator) -> Int[Tensor, " batch"]:
         if self.temperature == 0:

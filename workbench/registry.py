@@ -26,6 +26,7 @@ from .generation import SamplingConfig, decode_loop
 from .positions import Positions, PositionSpec, resolve_positions
 from .sites import Site, SiteLike
 from .tokens import Batch, pad_token_id, tokenize
+from .validation import check_bool, check_int
 
 Reduce = Optional[Literal["mean", "last"]]
 When = Literal["before", "after"]
@@ -567,8 +568,9 @@ class HookRegistry:
         ``"prompt"``, ``"generated"``, ``"last"`` and index specs mean the same at every step as in a
         single forward over the whole sequence. Prompts are left-padded; each row keeps its own
         positions."""
-        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+        check_int("max_new_tokens", max_new_tokens, min=1)
+        for flag, value in (("stop_at_eos", stop_at_eos), ("return_logits", return_logits), ("progress", progress)):
+            check_bool(flag, value)
         sampling = SamplingConfig(temperature, top_k, top_p, seed)
         batch = self.as_batch([prompts] if isinstance(prompts, str) else prompts, "left")
         if batch.padding_side == "right" and not bool((batch.attention_mask == 1).all()):
