@@ -338,3 +338,20 @@ def test_probe_only_run_skips_the_unembedding_unless_probed(tiny):
         torch.testing.assert_close(reg.records["u"], tiny(tokens())[:, -1])
     finally:
         handle.remove()
+
+
+def test_token_id_inputs_are_validated(tiny):
+    reg = HookRegistry(tiny).probe("p", "resid_post.0")
+    with pytest.raises(ValueError, match=r"token ids must lie in \[0, 50\) \(cfg\.d_vocab\)"):
+        reg.run(torch.tensor([[1, 2, 50]]))
+    with pytest.raises(TypeError, match="token ids must be integers"):
+        reg.run(torch.tensor([[1.0, 2.0]]))
+    with pytest.raises(ValueError, match=r"only 0 \(padding\) and 1"):
+        reg.run(torch.tensor([[1, 2]]), attention_mask=torch.tensor([[1, 2]]))
+    with pytest.raises(ValueError, match="padding_side must be one of"):
+        reg.run(torch.tensor([[1, 2]]), padding_side="middle")
+    with pytest.raises(TypeError, match="detach must be True or False"):
+        reg.probe("q", "resid_post.0", detach="no")
+    with pytest.raises(ValueError, match="device must be a torch device"):
+        reg.probe("q", "resid_post.0", device="gpu7")
+    assert n_hooks(tiny) == 0

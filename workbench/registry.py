@@ -26,7 +26,7 @@ from .generation import SamplingConfig, decode_loop
 from .positions import Positions, PositionSpec, resolve_positions
 from .sites import Site, SiteLike
 from .tokens import Batch, pad_token_id, tokenize
-from .validation import check_bool, check_int
+from .validation import check_bool, check_choice, check_int
 
 Reduce = Optional[Literal["mean", "last"]]
 When = Literal["before", "after"]
@@ -243,6 +243,12 @@ class HookRegistry:
             raise ValueError(f"reduce must be None, 'mean' or 'last', got {reduce!r}")
         if when not in ("before", "after"):
             raise ValueError(f"when must be 'before' or 'after', got {when!r}")
+        check_bool("detach", detach)
+        if device is not None:
+            try:
+                torch.device(device)
+            except (RuntimeError, TypeError):
+                raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {device!r}") from None
         entry = _Probe(name, self._site(site), Positions.parse(positions), reduce, when, detach, device)
         self._entries[name] = entry
         self._install_if_active(entry.site)
@@ -498,16 +504,32 @@ class HookRegistry:
         return any(p.site.layer is None and p.site.stream.startswith("unembed") for p in self._enabled("probe"))
 
     def as_batch(self, inputs, padding_side: str = "left") -> Batch:
+        """Texts (tokenised, padded on ``padding_side``), a ``Batch``, or token ids ``[pos]``/``[batch, pos]``
+        (unpadded; ids must lie in ``[0, d_vocab)``)."""
+        check_choice("padding_side", padding_side, ("left", "right"))
         if isinstance(inputs, Batch):
             return inputs
         if isinstance(inputs, (str, list, tuple)) and (
             isinstance(inputs, str) or all(isinstance(t, str) for t in inputs)
         ):
             return tokenize(self.model, inputs, padding_side=padding_side)
-        tokens = torch.as_tensor(inputs)
+        try:
+            tokens = torch.as_tensor(inputs)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise TypeError(f"inputs must be texts, a Batch or token ids, got {type(inputs).__name__}: {e}") from None
         if tokens.ndim == 1:
             tokens = tokens[None]
-        return Batch(tokens, torch.ones_like(tokens))
+        if tokens.ndim != 2 or tokens.numel() == 0:
+            raise ValueError(f"token ids must have shape [pos] or [batch, pos], got {tuple(tokens.shape)}")
+        if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
+            raise TypeError(f"token ids must be integers, got dtype {tokens.dtype}")
+        d_vocab = self.model.cfg.d_vocab
+        if int(tokens.min()) < 0 or int(tokens.max()) >= d_vocab:
+            raise ValueError(
+                f"token ids must lie in [0, {d_vocab}) (cfg.d_vocab), got ids from {int(tokens.min())} to "
+                f"{int(tokens.max())}"
+            )
+        return Batch(tokens.long(), torch.ones_like(tokens, dtype=torch.long))
 
     def run(
         self,
@@ -520,12 +542,15 @@ class HookRegistry:
         """One forward pass with everything registered active; returns logits, or None when only
         probes are enabled and ``need_logits`` is not set, in which case the pass stops as soon as
         the deepest probe has read (``stop_at_layer`` plus an early exit inside the block)."""
+        if need_logits is not None:
+            check_bool("need_logits", need_logits)
         batch = self.as_batch(inputs, padding_side)
         mask = attention_mask if attention_mask is not None else batch.attention_mask
-        if mask.shape != batch.tokens.shape:
-            raise ValueError(
-                f"attention_mask has shape {tuple(mask.shape)} but tokens have shape {tuple(batch.tokens.shape)}"
-            )
+        if not isinstance(mask, Tensor) or mask.shape != batch.tokens.shape:
+            got = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
+            raise ValueError(f"attention_mask has shape {got} but tokens have shape {tuple(batch.tokens.shape)}")
+        if not bool(((mask == 0) | (mask == 1)).all()):
+            raise ValueError("attention_mask must hold only 0 (padding) and 1 (real token)")
         probes_only = not self._enabled("steer")
         want_logits = need_logits if need_logits is not None else not probes_only
         stop = None if want_logits else self._stop_layer()
