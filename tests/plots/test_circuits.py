@@ -6,7 +6,7 @@ import pytest
 from architectures import family_model, random_tokens
 
 from workbench.circuits import dla
-from workbench.plots.circuits import accumulated_figure, dla_heatmap
+from workbench.plots.circuits import accumulated_figure, attention_figure, dla_heatmap, head_scores_figure
 
 
 @pytest.fixture(scope="module")
@@ -34,3 +34,29 @@ def test_accumulated_figure_has_frozen_and_lens_lines(attr):
 def test_figures_check_their_argument():
     with pytest.raises(TypeError, match="LogitAttribution"):
         dla_heatmap("nope")
+
+
+def test_attention_figure_has_one_panel_per_head_with_tokens_on_both_axes():
+    from workbench.circuits.heads import attention_patterns
+
+    model = family_model("llama")
+    tokens = random_tokens(model, batch=2, seq_len=6)
+    p = attention_patterns(model, tokens, [(0, 1), (1, 0), (1, 3), (0, 0)])
+    for interactive in (True, False):
+        fig = attention_figure(p, prompt=1, cols=3, interactive=interactive)
+        assert len(fig.data) == 4
+        np.testing.assert_allclose(np.asarray(fig.data[2].z), p.of(1, 3)[1].numpy())
+        assert list(fig.data[0].x) == list(fig.data[0].y) and len(fig.data[0].x) == 6
+    with pytest.raises(ValueError):
+        attention_figure(p, prompt=2)
+    with pytest.raises(TypeError):
+        attention_figure(p, prompt=True)
+
+
+def test_head_scores_figure_has_one_map_per_kind():
+    from workbench.circuits.heads import induction_scores
+
+    s = induction_scores(family_model("gpt2"), n_prompts=2, half_len=6)
+    fig = head_scores_figure(s)
+    assert len(fig.data) == 3
+    np.testing.assert_allclose(np.asarray(fig.data[2].z), s.scores["induction"].numpy())

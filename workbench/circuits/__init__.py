@@ -1,4 +1,5 @@
-"""Circuits: direct logit attribution and the residual decomposition (``dla``). Figures are in
+"""Circuits: direct logit attribution and the residual decomposition (``dla``); attention patterns
+and previous-token / duplicate-token / induction head scores (``heads``). Figures are in
 ``workbench.plots.circuits``; runners that write files in ``workbench.experiments.circuits``."""
 
 from .dla import (
@@ -12,15 +13,35 @@ from .dla import (
     dla_task,
     logit_attribution,
 )
+from .heads import (
+    HEAD_KINDS,
+    AttentionPatterns,
+    HeadScores,
+    attention_patterns,
+    detection_pattern,
+    head_scores,
+    induction_scores,
+    pattern_score,
+    repeated_random_tokens,
+)
 
 __all__ = [
+    "HEAD_KINDS",
+    "AttentionPatterns",
     "Component",
+    "HeadScores",
     "LogitAttribution",
     "ResidualDecomposition",
     "answer_direction",
+    "attention_patterns",
     "decompose_residual",
+    "detection_pattern",
     "dla",
     "dla_blocker",
     "dla_task",
+    "head_scores",
+    "induction_scores",
     "logit_attribution",
+    "pattern_score",
+    "repeated_random_tokens",
 ]

@@ -1,12 +1,16 @@
-"""Figures of circuit results (``workbench.circuits``): the DLA layer × head heatmap and the
-accumulated-residual line."""
+"""Figures of circuit results (``workbench.circuits``): the DLA layer × head heatmap, the
+accumulated-residual line, attention patterns (one panel per head) and head-score maps."""
 
+import math
 from typing import Optional
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from ..circuits.dla import LogitAttribution
+from ..circuits.heads import AttentionPatterns, HeadScores
+from ..validation import check_bool, check_int
 from .style import DIVERGING, PALETTE, reference_line, style
 
 
@@ -88,4 +92,100 @@ def accumulated_figure(attr: LogitAttribution, *, title: Optional[str] = None) -
     return fig
 
 
-__all__ = ["accumulated_figure", "dla_heatmap"]
+def _token_labels(strings, width: int = 12) -> list[str]:
+    return [f"{i}:{t!r}"[: width + 2] for i, t in enumerate(strings)]  # unique even when tokens repeat
+
+
+def attention_figure(
+    patterns: AttentionPatterns,
+    prompt: int = 0,
+    *,
+    cols: int = 3,
+    interactive: bool = True,
+    title: Optional[str] = None,
+) -> go.Figure:
+    """Attention patterns of every recorded head on one prompt, one panel per head: keys on x,
+    queries on y (top to bottom), tokens on both axes. ``interactive=False`` gives the static
+    version for papers (no hover, no per-token tick labels past 24 tokens)."""
+    _check(patterns, AttentionPatterns, "attention_figure")
+    n_prompts = patterns.patterns.shape[0]
+    check_int("prompt", prompt, min=0, max=n_prompts - 1)
+    check_int("cols", cols, min=1)
+    check_bool("interactive", interactive)
+    heads = patterns.heads
+    cols = min(cols, len(heads))
+    rows = math.ceil(len(heads) / cols)
+    labels = _token_labels(patterns.strings[prompt])
+    fig = make_subplots(
+        rows=rows,
+        cols=cols,
+        subplot_titles=[f"L{L}H{h}" for L, h in heads],
+        horizontal_spacing=0.08 if interactive else 0.04,
+        vertical_spacing=0.12 if rows > 1 else 0.0,
+    )
+    for i in range(len(heads)):
+        z = patterns.patterns[prompt, i].numpy()
+        fig.add_trace(
+            go.Heatmap(
+                z=z,
+                x=labels,
+                y=labels,
+                zmin=0,
+                zmax=1,
+                colorscale="Blues",
+                showscale=i == 0,
+                colorbar=dict(title="attention"),
+                hovertemplate="query %{y}<br>key %{x}<br>%{z:.3f}<extra></extra>" if interactive else None,
+                hoverinfo=None if interactive else "skip",
+            ),
+            row=i // cols + 1,
+            col=i % cols + 1,
+        )
+    show_ticks = interactive or len(labels) <= 24
+    fig.update_yaxes(autorange="reversed", showticklabels=show_ticks, tickfont=dict(size=9))
+    fig.update_xaxes(showticklabels=show_ticks, tickfont=dict(size=9), tickangle=-60)
+    side = 300 if interactive else 220
+    style(
+        fig,
+        title=title or f"Attention patterns, prompt {prompt}",
+        width=max(520, side * cols + 120),
+        height=max(360, side * rows + 120),
+    )
+    return fig
+
+
+def head_scores_figure(scores: HeadScores, *, title: Optional[str] = None) -> go.Figure:
+    """One layer × head map per score kind (0 to 1)."""
+    _check(scores, HeadScores, "head_scores_figure")
+    kinds = list(scores.scores)
+    fig = make_subplots(rows=1, cols=len(kinds), subplot_titles=[k.replace("_", " ") for k in kinds])
+    for i, k in enumerate(kinds):
+        g = scores.scores[k].numpy()
+        fig.add_trace(
+            go.Heatmap(
+                z=g,
+                x=list(range(g.shape[1])),
+                y=list(range(g.shape[0])),
+                zmin=0,
+                zmax=1,
+                colorscale="Viridis",
+                showscale=i == len(kinds) - 1,
+                colorbar=dict(title="score"),
+                hovertemplate=f"{k}<br>layer %{{y}}, head %{{x}}: %{{z:.3f}}<extra></extra>",
+            ),
+            row=1,
+            col=i + 1,
+        )
+    n_layers = scores.scores[kinds[0]].shape[0]
+    style(
+        fig,
+        title=title or f"Head scores on {scores.source}",
+        width=300 * len(kinds) + 120,
+        height=max(360, 16 * n_layers + 140),
+    )
+    fig.update_xaxes(title_text="head", dtick=1)
+    fig.update_yaxes(title_text="layer", col=1)
+    return fig
+
+
+__all__ = ["accumulated_figure", "attention_figure", "dla_heatmap", "head_scores_figure"]
