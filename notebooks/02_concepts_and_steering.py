@@ -41,7 +41,8 @@ from workbench.models import load_model
 from workbench.registry import HookRegistry
 from workbench.concepts import (available_concepts, load_concept, extract, fit_vector, layer_sweep, best_layer,
                                 steering_edit, ConceptVector)
-from workbench.concepts.plots import layer_accuracy_figure
+from workbench.plots.concepts import layer_accuracy_figure, dose_response_figure, bakeoff_figures
+from workbench.prompts import neutral_prompts
 
 SMALL = os.environ.get("WORKBENCH_BUDGET", "full") == "small"
 N_TRAIN, N_TEST = (16, 8) if SMALL else (200, 60)
@@ -149,8 +150,7 @@ print("round trip:", torch.equal(ConceptVector.load(path).direction, vectors["lo
 
 # %%
 from workbench.concepts.tcav import class_gradients, tcav_score, tcav_significance
-from workbench.concepts.evaluate import NEUTRAL_PROMPTS
-inputs = list(NEUTRAL_PROMPTS[:4 if SMALL else 20])
+inputs = list(neutral_prompts(4 if SMALL else 20))
 grads = class_gradients(model, inputs, site, " great")
 print("TCAV(sentiment → ' great') =", tcav_score(grads, vectors["logistic"].unit))
 res = tcav_significance(grads, pos, pool, n_runs=3 if SMALL else 10, set_size=min(len(pos), len(pool) // 2))
@@ -172,7 +172,7 @@ res
 # (in units of $\lVert r\rVert$) for every method.
 
 # %%
-prompts = list(NEUTRAL_PROMPTS[:3 if SMALL else 6])
+prompts = list(neutral_prompts(3 if SMALL else 6))
 reg = HookRegistry(model)
 plain = reg.generate(prompts, max_new_tokens=12 if SMALL else 24)
 reg.steer("joy", site, steering_edit(vectors["mean_diff"], 8.0, "positive"), positions="all")
@@ -191,11 +191,11 @@ pd.DataFrame({"prompt": prompts, "unsteered": plain.completions, "steered +": ha
 # %%
 from workbench.concepts.evaluate import steering_sweep
 sw = steering_sweep(model, vectors["mean_diff"], [4.0, 8.0] if not SMALL else [8.0],
-                    prompts=NEUTRAL_PROMPTS[:3 if SMALL else 12], max_new_tokens=8 if SMALL else 24, progress=False)
+                    prompts=neutral_prompts(3 if SMALL else 12), max_new_tokens=8 if SMALL else 24, progress=False)
 sw.table[["method", "toward", "strength", "success", "perplexity_ratio", "kl", "distinct"]]
 
 # %%
-sw.figures["dose_response"]
+dose_response_figure(sw.table)
 
 # %% [markdown]
 # ## 7 · The bake-off
@@ -213,7 +213,7 @@ print("winner:", result.winner, f"({result.seconds:.0f} s)")
 result.summary
 
 # %%
-result.figures["frontier"]
+bakeoff_figures(result)["frontier"]
 
 # %% [markdown]
 # ## Exercises
