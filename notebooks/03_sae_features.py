@@ -32,12 +32,18 @@ import os
 import torch
 import workbench as wb
 from workbench.sae.loading import load_sae, list_local_saes, sae_site
-from workbench.sae.scores import (feature_logit_lens, output_scores, output_score_from_logits, collect_top_examples,
-                                  input_scores_from_examples, heldout_tokens, score_table, select_features,
-                                  FeatureScores, NEUTRAL_PROMPT)
-from workbench.sae.steering import AmplifyFeature, steer_feature, decoder_directions
-from workbench.sae.replication import score_scatter_figure, layer_trend_figure, generation_success
-from workbench.sae.dashboard import logit_lens_figure, activation_histogram_figure, contexts_html, write_dashboards
+from workbench.sae.feature_lens import feature_logit_lens
+from workbench.sae.top_examples import collect_top_examples
+from workbench.sae.scores import output_scores, output_score_from_logits, input_scores_from_examples
+from workbench.sae.corpus import heldout_tokens
+from workbench.sae.tables import score_table, select_features, FeatureScores
+from workbench.sae.steering import AmplifyFeature, steer_feature, decoder_directions, generation_success
+from workbench.prompts import sae_output_score_prompt
+from workbench.plots.sae import score_scatter_figure, layer_trend_figure, logit_lens_figure, activation_histogram_figure
+from workbench.plots.dashboard import contexts_html
+from workbench.experiments.sae_dashboard import write_dashboards
+
+NEUTRAL_PROMPT = sae_output_score_prompt()   # "From my experience," (Arad et al. 2025)
 
 SMALL = os.environ.get("WORKBENCH_BUDGET") == "small"   # the tests run this notebook with a small budget
 torch.manual_seed(0)
@@ -212,14 +218,14 @@ for label, f, succ, text in zip(labels, rows.tolist(), success.tolist(), g.compl
 
 # %%
 f = int(best["feature"].iloc[0])
-logit_lens_figure(lens, f, tok)
+logit_lens_figure(lens, f, model)
 
 # %%
 activation_histogram_figure(examples, f)
 
 # %%
 from IPython.display import HTML
-HTML(contexts_html(examples, f, tok, n=5))
+HTML(contexts_html(examples, f, model, n=5))
 
 # %%
 import tempfile
