@@ -29,8 +29,9 @@
 import os
 import torch
 import workbench as wb
-from workbench.lens import (logit_lens, lens_heatmap, target_curve, lens_logits, final_norm,
-                            lens_corpus, cache_residuals, train_tuned_lens, TunedLensConfig, lens_kl_by_layer, kl_figure)
+from workbench.lens import (logit_lens, lens_logits, final_norm, lens_corpus, cache_residuals, train_tuned_lens,
+                            TunedLensConfig, lens_kl_by_layer)
+from workbench.plots.lens import lens_heatmap, target_curve, kl_figure
 
 SMALL = os.environ.get("WORKBENCH_BUDGET") == "small"   # the tests run this notebook with a small budget
 model = wb.load_model()

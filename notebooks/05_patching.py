@@ -32,7 +32,8 @@ import workbench as wb
 from workbench.patching.tasks import ioi_task, check_task, make_metric
 from workbench.patching.activation import activation_patch
 from workbench.patching.attribution import attribution_patch, RelPRules
-from workbench.patching.faithfulness import pearson, grid_heatmap, scatter_figure, FaithfulnessResult
+from workbench.patching.faithfulness import pearson, FaithfulnessResult
+from workbench.plots.patching import grid_heatmap, scatter_figure
 
 SMALL = os.environ.get("WORKBENCH_BUDGET") == "small"   # the tests run this notebook with a small budget
 model = wb.load_model()
