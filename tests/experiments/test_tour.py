@@ -36,3 +36,11 @@ def test_quick_tour_writes_every_figure_and_a_rendering_gallery(embedded, tmp_pa
 def test_tour_config_rejects_unknown_steps():
     with pytest.raises(ValueError, match="unknown tour steps"):
         TourConfig(steps=("lens", "nope"))
+
+
+def test_tour_steps_declare_what_they_need():
+    with pytest.raises(ValueError, match=r"'gcav' needs step\(s\) probes first; add --step probes"):
+        TourConfig(steps=("gcav",))
+    assert TourConfig(steps=("gcav", "probes")).step_names == ("probes", "gcav")
+    assert TourConfig(steps=("lens",)).step_names == ("lens",)
+    assert TourConfig().step_names == STEP_NAMES

@@ -8,7 +8,9 @@ import typer
 
 def tour(
     quick: bool = typer.Option(False, "--quick", help="a one-minute version with tiny budgets"),
-    figures: Path = typer.Option(Path("figures"), help="directory for figures and the gallery page"),
+    figures: Optional[Path] = typer.Option(
+        None, help="directory for figures and the gallery page (default: $WORKBENCH_FIGURES or ./figures)"
+    ),
     static: bool = typer.Option(True, help="also write PNG and SVG (needs Chromium for kaleido)"),
     step: Optional[list[str]] = typer.Option(None, "--step", help="run only these steps (repeatable)"),
 ) -> None:
@@ -17,9 +19,11 @@ def tour(
 
     from rich.console import Console
 
-    from workbench.experiments.tour import STEP_NAMES, TourConfig, run_tour, summary_table
+    from workbench.experiments.tour import TourConfig, run_tour, summary_table
+    from workbench.paths import figures_dir
 
     console = Console()
+    figures = figures_dir(figures)
     try:
         cfg = TourConfig(quick=quick, figures_dir=figures, static=static, steps=tuple(step) if step else None)
     except ValueError as err:
@@ -29,7 +33,7 @@ def tour(
     console.print(summary_table(results))
     console.print(
         f"tour finished in {time.perf_counter() - t0:.0f} s; gallery: {figures / 'index.html'} "
-        f"(steps: {', '.join(STEP_NAMES)})"
+        f"(steps: {', '.join(cfg.step_names)})"
     )
     if any(r.error for r in results):
         raise typer.Exit(code=1)

@@ -37,6 +37,18 @@ class TourConfig:
             unknown = [s for s in self.steps if s not in STEP_NAMES]
             if unknown or not self.steps:
                 raise ValueError(f"unknown tour steps {unknown}; choose from {', '.join(STEP_NAMES)}")
+            for step in self.steps:
+                missing = [r for r in REQUIRES.get(step, ()) if r not in self.steps]
+                if missing:
+                    raise ValueError(
+                        f"tour step {step!r} needs step(s) {', '.join(missing)} first; add "
+                        + " ".join(f"--step {m}" for m in missing)
+                    )
+
+    @property
+    def step_names(self) -> tuple:
+        """The steps this tour runs, in the tour's order."""
+        return tuple(n for n in STEP_NAMES if self.steps is None or n in self.steps)
 
     @property
     def command(self) -> str:
@@ -464,6 +476,8 @@ STEPS: dict[str, Callable] = {
     "patching": step_patching,
 }
 STEP_NAMES = tuple(STEPS)
+# What each step reads from an earlier step's state (the GCAV demo uses the sentiment probe).
+REQUIRES: dict[str, tuple] = {"gcav": ("probes",)}
 
 
 def run_tour(cfg: TourConfig = TourConfig(), *, model=None, console=None) -> list[StepResult]:
@@ -478,7 +492,7 @@ def run_tour(cfg: TourConfig = TourConfig(), *, model=None, console=None) -> lis
     with contextlib.ExitStack() as stack:
         if cfg.static:
             stack.enter_context(static_export_server())  # one headless browser for every PNG/SVG
-        for name in cfg.steps or STEP_NAMES:
+        for name in cfg.step_names:
             results.append(_run_step(name, model, cfg, state, console))
     entries = [e for r in results for e in r.entries]
     if entries:
