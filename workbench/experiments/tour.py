@@ -17,8 +17,8 @@ from typing import Optional
 import torch
 
 from workbench.experiments.export import save_figure, static_export_server
-from workbench.paths import figures_dir as default_figures_dir
 from workbench.experiments.gallery import GalleryEntry, write_gallery
+from workbench.paths import figures_dir as default_figures_dir
 
 
 @dataclass(frozen=True)
@@ -166,8 +166,9 @@ def step_tuned_lens(model, cfg: TourConfig, state: dict, s: _Step) -> None:
             f"model-written text"
         )
     mid = model.cfg.n_layers // 2
+    mean_kl = f"{float(kl['logit'][:-1].mean()):.2f} / {float(kl['tuned'][:-1].mean()):.2f}"
     nums = {
-        f"mean KL over layers 0–{model.cfg.n_layers - 2}, logit / tuned (nats)": f"{float(kl['logit'][:-1].mean()):.2f} / {float(kl['tuned'][:-1].mean()):.2f}",
+        f"mean KL over layers 0–{model.cfg.n_layers - 2}, logit / tuned (nats)": mean_kl,
         f"layer {mid}: logit / tuned": f"{float(kl['logit'][mid]):.2f} / {float(kl['tuned'][mid]):.2f}",
         "held-out tokens": str(n_heldout),
     }
