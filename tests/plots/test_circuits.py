@@ -6,7 +6,14 @@ import pytest
 from architectures import family_model, random_tokens
 
 from workbench.circuits import dla
-from workbench.plots.circuits import accumulated_figure, attention_figure, dla_heatmap, head_scores_figure
+from workbench.plots.circuits import (
+    accumulated_figure,
+    attention_figure,
+    dla_heatmap,
+    head_scores_figure,
+    path_matrix_figure,
+    path_patching_heatmap,
+)
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +67,20 @@ def test_head_scores_figure_has_one_map_per_kind():
     fig = head_scores_figure(s)
     assert len(fig.data) == 3
     np.testing.assert_allclose(np.asarray(fig.data[2].z), s.scores["induction"].numpy())
+
+
+def test_path_patching_figures_show_the_values():
+    from workbench.circuits.path_patching import path_patch, path_patch_matrix
+    from workbench.patching.tasks import make_metric, random_task
+
+    model = family_model("llama")
+    task = random_task(model.cfg.d_vocab, n=2, seq_len=6)
+    metric = make_metric(model, task)
+    res = path_patch(model, task.clean, task.corrupted, metric, ["L0H0", "L1H2"])
+    fig = path_patching_heatmap(res)
+    z = np.asarray(fig.data[0].z, dtype=float)
+    assert z[0, 0] == pytest.approx(float(res.values[0])) and np.isnan(z[0, 1])
+    m = path_patch_matrix(model, task.clean, task.corrupted, metric, ["L0H0", "MLP0"], ["L1H0.q", "logits"])
+    fig = path_matrix_figure(m)
+    assert list(fig.data[0].y) == ["L0H0", "MLP0"] and list(fig.data[0].x) == ["L1H0.q", "logits"]
+    np.testing.assert_allclose(np.asarray(fig.data[0].z, dtype=float), m.values.numpy())

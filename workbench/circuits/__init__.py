@@ -1,5 +1,6 @@
 """Circuits: direct logit attribution and the residual decomposition (``dla``); attention patterns
-and previous-token / duplicate-token / induction head scores (``heads``). Figures are in
+and previous-token / duplicate-token / induction head scores (``heads``); path patching, batched
+(``path_patching``, with senders and receivers from ``nodes``). Figures are in
 ``workbench.plots.circuits``; runners that write files in ``workbench.experiments.circuits``."""
 
 from .dla import (
@@ -24,6 +25,8 @@ from .heads import (
     pattern_score,
     repeated_random_tokens,
 )
+from .nodes import Receiver, Sender, reaches
+from .path_patching import PathPatching, PathPatchingMatrix, path_patch, path_patch_matrix, path_patch_task
 
 __all__ = [
     "HEAD_KINDS",
@@ -31,7 +34,11 @@ __all__ = [
     "Component",
     "HeadScores",
     "LogitAttribution",
+    "PathPatching",
+    "PathPatchingMatrix",
+    "Receiver",
     "ResidualDecomposition",
+    "Sender",
     "answer_direction",
     "attention_patterns",
     "decompose_residual",
@@ -42,6 +49,10 @@ __all__ = [
     "head_scores",
     "induction_scores",
     "logit_attribution",
+    "path_patch",
+    "path_patch_matrix",
+    "path_patch_task",
     "pattern_score",
+    "reaches",
     "repeated_random_tokens",
 ]

@@ -10,6 +10,7 @@ from plotly.subplots import make_subplots
 
 from ..circuits.dla import LogitAttribution
 from ..circuits.heads import AttentionPatterns, HeadScores
+from ..circuits.path_patching import PathPatching, PathPatchingMatrix
 from ..validation import check_bool, check_int
 from .style import DIVERGING, PALETTE, reference_line, style
 
@@ -188,4 +189,62 @@ def head_scores_figure(scores: HeadScores, *, title: Optional[str] = None) -> go
     return fig
 
 
-__all__ = ["accumulated_figure", "attention_figure", "dla_heatmap", "head_scores_figure"]
+def path_patching_heatmap(result: PathPatching, *, title: Optional[str] = None) -> go.Figure:
+    """Path-patching effect of every head sender (layer × head, centred at 0; blank = not a sender)."""
+    _check(result, PathPatching, "path_patching_heatmap")
+    grid = result.grid().numpy()
+    receivers = ", ".join(r.label for r in result.receivers)
+    fig = go.Figure(
+        _heatmap(
+            grid,
+            x=list(range(grid.shape[1])),
+            y=list(range(grid.shape[0])),
+            zlabel="patched metric",
+            hover="sender L%{y}H%{x}: %{z:.3f}",
+        )
+    )
+    style(
+        fig,
+        title=title or f"Path patching: heads → {receivers}",
+        x="head",
+        y="layer",
+        width=560,
+        height=max(360, 16 * grid.shape[0] + 140),
+    )
+    fig.update_xaxes(dtick=1)
+    return fig
+
+
+def path_matrix_figure(matrix: PathPatchingMatrix, *, title: Optional[str] = None) -> go.Figure:
+    """Sender × receiver path patching (each receiver alone), centred at 0; blank = no direct path."""
+    _check(matrix, PathPatchingMatrix, "path_matrix_figure")
+    z = matrix.values.numpy()
+    fig = go.Figure(
+        _heatmap(
+            z,
+            x=[r.label for r in matrix.receivers],
+            y=[s.label for s in matrix.senders],
+            zlabel="patched metric",
+            hover="%{y} → %{x}: %{z:.3f}",
+        )
+    )
+    style(
+        fig,
+        title=title or "Path patching: sender × receiver",
+        x="receiver",
+        y="sender",
+        width=max(480, 60 * z.shape[1] + 260),
+        height=max(360, 22 * z.shape[0] + 160),
+    )
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+__all__ = [
+    "accumulated_figure",
+    "attention_figure",
+    "dla_heatmap",
+    "head_scores_figure",
+    "path_matrix_figure",
+    "path_patching_heatmap",
+]
