@@ -13,7 +13,7 @@ KV-cached decoder all call this function; none of them re-derives it.
 
 import einops
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens.utilities.activation_functions import apply_softcap
 
@@ -55,4 +55,21 @@ def resid_to_logits(model, resid: Float[Tensor, "... d_model"]) -> Float[Tensor,
     return unembed_normed(model, final_norm(model, resid.to(model.cfg.dtype)))
 
 
-__all__ = ["final_norm", "resid_to_logits", "soft_cap", "unembed_normed"]
+def token_logits(model, resid: Float[Tensor, "rows d_model"], ids: Int[Tensor, "rows k"]) -> Float[Tensor, "rows k"]:
+    """``resid_to_logits(model, resid)[r, ids[r]]`` without the full unembedding: the logits of only
+    the tokens ``ids[r]`` of each row, ``softcap(ln_final(resid_r) · W_U[:, ids[r]] + b_U[ids[r]])``.
+    The soft-cap acts on each logit alone, so taking columns first changes nothing; ``d_model`` ×
+    ``k`` multiply-adds per row instead of ``d_model`` × ``d_vocab`` (a patching metric needs two
+    logits). The unembedding's own hook points do not fire."""
+    if resid.ndim != 2 or resid.shape[-1] != model.cfg.d_model:
+        raise ValueError(f"token_logits needs resid [rows, d_model={model.cfg.d_model}], got {tuple(resid.shape)}")
+    if ids.ndim != 2 or ids.shape[0] != resid.shape[0]:
+        raise ValueError(f"token_logits needs ids [rows={resid.shape[0]}, k], got {tuple(ids.shape)}")
+    normed = final_norm(model, resid.to(model.cfg.dtype))
+    ids = ids.to(normed.device)
+    columns = model.unembed.W_U.T[ids]  # [rows, k, d_model]
+    logits = torch.einsum("rd,rkd->rk", normed, columns) + model.unembed.b_U[ids]
+    return soft_cap(model, logits)
+
+
+__all__ = ["final_norm", "resid_to_logits", "soft_cap", "token_logits", "unembed_normed"]

@@ -11,7 +11,7 @@ from jaxtyping import TypeCheckError
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from workbench.models import tiny_model
-from workbench.patching.activation import activation_patch, restart_blocker
+from workbench.patching.activation import activation_patch, patch_schedule, restart_blocker
 from workbench.patching.tasks import make_metric, random_task
 
 TL = {
@@ -23,25 +23,48 @@ TL = {
 }
 
 
-def _assert_grids_equal_transformer_lens(model, task, **kw):
+def _assert_grids_equal_transformer_lens(model, task, schedules=("auto",), tokens_per_pass=(20,)):
+    """Every stream's grid equals TransformerLens' for each schedule and pass size (small passes
+    split one grid into several sweeps/forwards with mixed patches)."""
     metric = make_metric(model, task)
     _, clean_cache = model.run_with_cache(task.clean)
     for stream, tl_fn in TL.items():
         ref = tl_fn(model, task.corrupted, clean_cache, metric)
-        # small passes so that one grid spans several forward passes with mixed patches
-        ours = activation_patch(model, task.clean, task.corrupted, metric, stream, tokens_per_pass=20, **kw)
-        assert ours.shape == ref.shape, stream
-        assert float((ours - ref).abs().max()) < 1e-5, (stream, float((ours - ref).abs().max()))
         assert float(ref.abs().max()) > 1e-2, stream  # a non-trivial grid
+        for schedule in schedules:
+            for tpp in tokens_per_pass:
+                ours = activation_patch(
+                    model, task.clean, task.corrupted, metric, stream, tokens_per_pass=tpp, schedule=schedule
+                )
+                assert ours.shape == ref.shape, stream
+                err = float((ours - ref).abs().max())
+                assert err < 1e-5, (stream, schedule, tpp, err)
     assert not any(h.fwd_hooks for h in model.hook_dict.values())
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_grid_equals_transformer_lens_on_every_family(family):
-    """resid_pre, attn_out, mlp_out, heads (all positions and by position) to 1e-5; the sequence
+    """resid_pre, attn_out, mlp_out, heads (all positions and by position) to 1e-5, with KV reuse
+    (one sweep per start position, and sweeps split into pieces) and with the restart; the sequence
     (8 tokens) crosses the local-attention window (4) of gemma2 and mistral."""
     model = family_model(family)
-    _assert_grids_equal_transformer_lens(model, random_task(model.cfg.d_vocab, n=3, seq_len=8, seed=2))
+    assert patch_schedule(model) == ("kv_reuse", None)
+    _assert_grids_equal_transformer_lens(
+        model,
+        random_task(model.cfg.d_vocab, n=3, seq_len=8, seed=2),
+        schedules=("kv_reuse", "restart"),
+        tokens_per_pass=(20, 4096),
+    )
+
+
+@pytest.mark.parametrize("family", ["gemma2", "neox"])
+def test_kv_reuse_on_deeper_models_with_every_window_pattern(family):
+    """Four layers (Gemma-2: local, global, local, global) and 11 tokens with window 3, so patches
+    start inside, at and beyond the window of the later positions; KV reuse equals TL."""
+    model = family_model(family, n_layers=4, window_size=3)
+    _assert_grids_equal_transformer_lens(
+        model, random_task(model.cfg.d_vocab, n=2, seq_len=11, seed=5), schedules=("kv_reuse",), tokens_per_pass=(64,)
+    )
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -76,22 +99,51 @@ def _shortformer():
         return HookedTransformer(cfg).eval().requires_grad_(False)
 
 
-def test_a_config_where_restarting_at_a_layer_is_wrong_runs_full_forwards():
-    """Shortformer feeds the positional embedding to every block, so a start_at_layer restart from
-    the residual alone would compute something else: the grid is computed without restarts and
+def test_shortformer_positions_reach_every_recomputed_block_but_block_a_restart():
+    """Shortformer feeds the positional embedding to every block: KV reuse passes it for the
+    recomputed positions and equals TransformerLens; a start_at_layer restart from the residual
+    alone would compute something else, so it is refused naming the field, and the full schedule
     still equals TransformerLens."""
     model = _shortformer()
     assert "positional_embedding_type" in restart_blocker(model)
     assert restart_blocker(family_model("gpt2")) is None
-    _assert_grids_equal_transformer_lens(model, random_task(50, n=2, seq_len=5, seed=1), start_at_layer=True)
+    task = random_task(50, n=2, seq_len=5, seed=1)
+    _assert_grids_equal_transformer_lens(model, task, schedules=("auto", "full"))
+    metric = make_metric(model, task)
+    with pytest.raises(ValueError, match="positional_embedding_type"):
+        activation_patch(model, task.clean, task.corrupted, metric, "resid_pre", schedule="restart")
 
 
-def test_starting_at_the_layer_equals_the_full_forward(tiny):
+def test_a_config_without_kv_reuse_falls_back_to_the_restart_and_says_so(monkeypatch):
+    """Where the KV-reuse path cannot follow the config (here: a block that is not TransformerLens'
+    TransformerBlock), 'auto' runs the restart, patch_schedule names the reason, and asking for
+    kv_reuse raises."""
+    from transformer_lens.components.transformer_block import TransformerBlock
+
+    model = family_model("llama")
+
+    class OtherBlock(TransformerBlock):
+        pass
+
+    model.blocks[1].__class__ = OtherBlock
+    used, why = patch_schedule(model)
+    assert used == "restart" and "blocks.1 is a OtherBlock" in why
+    task = random_task(model.cfg.d_vocab, n=2, seq_len=6, seed=3)
+    metric = make_metric(model, task)
+    with pytest.raises(ValueError, match=r"blocks\.1 is a OtherBlock"):
+        activation_patch(model, task.clean, task.corrupted, metric, "resid_pre", schedule="kv_reuse")
+    _assert_grids_equal_transformer_lens(model, task)
+
+
+def test_every_schedule_gives_the_same_grid(tiny):
     task = random_task(tiny.cfg.d_vocab, n=2, seq_len=4)
     metric = make_metric(tiny, task)
-    a = activation_patch(tiny, task.clean, task.corrupted, metric, "attn_out", start_at_layer=True)
-    b = activation_patch(tiny, task.clean, task.corrupted, metric, "attn_out", start_at_layer=False)
-    assert (a - b).abs().max() < 1e-5
+    grids = [
+        activation_patch(tiny, task.clean, task.corrupted, metric, "attn_out", schedule=s)
+        for s in ("kv_reuse", "restart", "full")
+    ]
+    assert (grids[0] - grids[1]).abs().max() < 1e-5
+    assert (grids[0] - grids[2]).abs().max() < 1e-5
 
 
 def _bad(exc, match: str, param: str):
@@ -123,6 +175,8 @@ def test_layer_subset_and_bad_arguments(tiny):
         activation_patch(tiny, task.clean, task.corrupted, lambda x: x.sum(), "mlp_out")
     with pytest.raises(ValueError, match="tokens_per_pass"):
         activation_patch(tiny, task.clean, task.corrupted, metric, "mlp_out", tokens_per_pass=0)
+    with _bad(ValueError, "schedule", "schedule"):
+        activation_patch(tiny, task.clean, task.corrupted, metric, "mlp_out", schedule="fast")
 
 
 def test_gpt2_shaped_tiny_model_still_matches(tiny):

@@ -1,4 +1,4 @@
-"""Activation patching, batched: many patches per forward pass, each starting at the patched layer.
+"""Activation patching, batched: many patches per forward pass, each computing only what it can change.
 
 Activation patching (Meng et al. 2022; Wang et al. 2022; Heimersheim & Nanda 2024): run the
 corrupted input, replace one component's activation with its value on the clean input, and measure
@@ -7,20 +7,23 @@ the metric. The grids here match TransformerLens' ``transformer_lens.patching`` 
 ``..._attn_head_out_by_pos``): for each index the *same* position/head is patched in every prompt
 of the batch and the metric is taken over the batch.
 
-How it is fast:
+Three schedules compute the same grid (``schedule=``; ``patch_schedule`` says which one runs):
 
-* Each batch row is one (patch, prompt) pair; a registry steer with a per-row ``[batch, pos]`` mask
-  writes the clean values only where that row's patch lies (heads: the edit swaps one head per row).
-* A patch at layer L leaves layers < L untouched, so the forward starts at layer L from the cached
-  corrupted ``resid_pre.L`` (TransformerLens' ``start_at_layer``), and only the last position is read
-  out, through ``workbench.readout.resid_to_logits`` (final norm, unembedding, output soft-cap: what
-  the forward pass returns).
+* ``"kv_reuse"`` (``workbench.patching.reuse``): a patch at (layer L, position p) recomputes only
+  positions ≥ p of blocks L.., attending to the corrupted run's cached keys and values of the
+  earlier positions; patches that start at the same position share one sweep over the blocks.
+* ``"restart"``: every patch runs blocks L.. on all positions from the cached corrupted
+  ``resid_pre.L`` (TransformerLens' ``start_at_layer``); a registry steer with a per-row
+  ``[batch, pos]`` mask writes the clean values (heads: one head per row).
+* ``"full"``: every patch runs the whole model (as TransformerLens does), batched.
 
-The restart is exact when everything a block needs besides its residual input is recomputed inside
-the block (rotary, ALiBi and local attention are; the inputs are unpadded, so no attention mask is
-needed). ``restart_blocker`` names the config field for which that is not true
-(``positional_embedding_type='shortformer'`` feeds the positional embedding to every block); there
-the grid is computed with full forward passes instead, never with a wrong restart.
+``"auto"`` takes the first that is exact for the config: ``kv_reuse_blocker`` names the field that
+rules out KV reuse (bidirectional attention, relative positional bias, non-standard blocks) and
+``restart_blocker`` the one that rules out restarts (``positional_embedding_type='shortformer'``
+feeds the positional embedding to every block); a schedule is never run where it would compute
+something else — asking for it explicitly raises, naming the field. Only the last position is read
+out, through ``workbench.readout`` (final norm, unembedding, output soft-cap: what the forward pass
+returns; KV reuse reads just the metric's two logits with ``token_logits``).
 """
 
 from collections.abc import Sequence
@@ -34,10 +37,13 @@ from torch import Tensor
 from ..edits import EditContext
 from ..readout import resid_to_logits
 from ..registry import HookRegistry
-from ..validation import check_bool, check_int
+from ..validation import check_choice, check_int
 from .metric import LogitDiffMetric
+from .reuse import kv_reuse_blocker, kv_reuse_patch_lds, record_corrupted
 from .rules import recorded
 from .tasks import Task
+
+SCHEDULES = ("auto", "kv_reuse", "restart", "full")
 
 STREAMS = ("resid_pre", "attn_out", "mlp_out", "heads_all_pos", "heads_by_pos")
 LAYER_POS_STREAMS = ("resid_pre", "attn_out", "mlp_out")
@@ -102,6 +108,25 @@ def restart_blocker(model) -> Optional[str]:
     return None
 
 
+def patch_schedule(model, schedule: str = "auto") -> tuple[str, Optional[str]]:
+    """The schedule ``activation_patch`` runs for ``schedule`` on this model, and why a faster one
+    is not used (None when nothing was ruled out). An explicit schedule the config rules out raises
+    ``ValueError`` naming the config field."""
+    check_choice("schedule", schedule, SCHEDULES)
+    kv, restart = kv_reuse_blocker(model), restart_blocker(model)
+    if schedule == "kv_reuse" and kv is not None:
+        raise ValueError(f"schedule='kv_reuse' is not exact for this model: {kv}; use 'auto'")
+    if schedule == "restart" and restart is not None:
+        raise ValueError(f"schedule='restart' is not exact for this model: {restart}; use 'auto'")
+    if schedule != "auto":
+        return schedule, None
+    if kv is None:
+        return "kv_reuse", None
+    if restart is None:
+        return "restart", f"no KV reuse: {kv}"
+    return "full", f"no KV reuse: {kv}; no restart: {restart}"
+
+
 @dataclass(frozen=True)
 class PatchRows:
     """An edit that gives each batch row the clean activation of its own prompt, optionally only
@@ -162,7 +187,7 @@ def activation_patch(
     *,
     layers: Optional[Sequence[int]] = None,
     tokens_per_pass: int = 2048,
-    start_at_layer: bool = True,
+    schedule: str = "auto",
     progress: bool = False,
 ) -> Tensor:
     """Patching grid for ``stream``: ``[layer, pos]`` for resid_pre/attn_out/mlp_out,
@@ -170,9 +195,9 @@ def activation_patch(
     per-head attention output ``attn.z``). Entry = normalised metric of the corrupted run with that
     one component restored from the clean run in every prompt (clean = 1, corrupted = 0).
 
-    ``tokens_per_pass`` bounds rows × positions per forward; ``layers`` restricts the grid (other
-    rows are NaN; an empty list raises). ``start_at_layer=False`` runs every patch from the
-    embedding (the restart is skipped anyway where ``restart_blocker`` names a config field)."""
+    ``tokens_per_pass`` bounds rows × positions per block call; ``layers`` restricts the grid (other
+    rows are NaN; an empty list raises). ``schedule``: ``"auto"`` (the fastest exact one, see
+    ``patch_schedule``), ``"kv_reuse"``, ``"restart"`` or ``"full"`` — all give the same grid."""
     check_stream(stream)
     check_token_pair(model, clean, corrupted)
     if not isinstance(metric, LogitDiffMetric):
@@ -180,24 +205,53 @@ def activation_patch(
     if metric.correct.shape[0] != clean.shape[0]:
         raise ValueError(f"the metric is for {metric.correct.shape[0]} prompts, the tokens have {clean.shape[0]}")
     check_int("tokens_per_pass", tokens_per_pass, min=1)
-    check_bool("start_at_layer", start_at_layer)
     layers = check_patch_layers(model, layers)
-    start_at_layer = start_at_layer and restart_blocker(model) is None
-    n, T = clean.shape
-    n_layers = model.cfg.n_layers
+    used, _ = patch_schedule(model, schedule)
+    T = clean.shape[1]
     site_stream = SITE_STREAM[stream]
     clean_acts = _record_all(model, clean, {f"c{L}": f"{site_stream}.{L}" for L in layers})
+    grid = torch.full(_grid_shape(model, stream, model.cfg.n_layers, T), float("nan"))
+    patches = patch_index(model, stream, T)
+    if used == "kv_reuse":
+        run = record_corrupted(model, corrupted, layers)
+        lds = kv_reuse_patch_lds(
+            model,
+            {L: clean_acts[f"c{L}"] for L in layers},
+            run,
+            metric,
+            None if stream == "resid_pre" else site_stream,
+            {L: patches for L in layers},
+            tokens_per_pass=tokens_per_pass,
+            progress=progress,
+        )
+    else:
+        lds = _restart_lds(
+            model, clean_acts, corrupted, metric, site_stream, layers, patches, tokens_per_pass, used, progress
+        )
+    for L in layers:
+        values = metric.normalise(lds[L])
+        grid[L] = values.view(T, -1) if stream == "heads_by_pos" else values
+    return grid
+
+
+def _restart_lds(
+    model, clean_acts, corrupted, metric, site_stream, layers, patches, tokens_per_pass, used, progress
+) -> dict[int, Tensor]:
+    """Mean LD per patch with every patch run on all positions, from ``resid_pre.L`` (``restart``)
+    or from the embedding (``full``); a registry steer with a per-row mask writes the clean values."""
+    n, T = corrupted.shape
+    n_layers = model.cfg.n_layers
+    start_at_layer = used == "restart"
     corr_resid = (
         _record_all(model, corrupted, {f"x{L}": f"resid_pre.{L}" for L in layers if L > 0}) if start_at_layer else {}
     )
-    grid = torch.full(_grid_shape(model, stream, n_layers, T), float("nan"))
-    patches = patch_index(model, stream, T)
     rows_per_pass = max(1, tokens_per_pass // T)
     n_rows = len(patches) * n
     from tqdm.auto import tqdm
 
     dev = model.cfg.device
-    for L in tqdm(layers, desc=f"patching {stream}", disable=not progress):
+    out = {}
+    for L in tqdm(layers, desc=f"patching ({used})", disable=not progress):
         lds = torch.empty(n_rows)
         for start in range(0, n_rows, rows_per_pass):
             rows = torch.arange(start, min(start + rows_per_pass, n_rows))
@@ -221,12 +275,8 @@ def activation_patch(
                     resid = model(corrupted[prompt_of].to(dev), stop_at_layer=n_layers)
             last = resid_to_logits(model, resid[:, -1])
             lds[rows] = metric.per_row(last, prompt_of.to(last.device)).cpu()
-        values = metric.normalise(lds.view(len(patches), n).mean(1))
-        if stream == "heads_by_pos":
-            grid[L] = values.view(T, -1)
-        else:
-            grid[L] = values
-    return grid
+        out[L] = lds.view(len(patches), n).mean(1)
+    return out
 
 
 def patch_task(model, task: Task, metric: LogitDiffMetric, stream: str, **kw) -> Tensor:
@@ -236,6 +286,7 @@ def patch_task(model, task: Task, metric: LogitDiffMetric, stream: str, **kw) ->
 
 __all__ = [
     "LAYER_POS_STREAMS",
+    "SCHEDULES",
     "STREAMS",
     "PatchRows",
     "activation_patch",
@@ -243,6 +294,7 @@ __all__ = [
     "check_stream",
     "check_token_pair",
     "patch_index",
+    "patch_schedule",
     "patch_task",
     "restart_blocker",
 ]

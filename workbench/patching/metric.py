@@ -20,7 +20,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ..readout import resid_to_logits
+from ..readout import resid_to_logits, token_logits
 from ..validation import check_int
 
 if TYPE_CHECKING:
@@ -68,6 +68,16 @@ class LogitDiffMetric:
         self, last_logits: Float[Tensor, "rows d_vocab"], prompt_idx: Int[Tensor, " rows"]
     ) -> Float[Tensor, " rows"]:
         return logit_diff(last_logits, self.correct[prompt_idx], self.wrong[prompt_idx])
+
+    def per_row_resid(
+        self, model, last_resid: Float[Tensor, "rows d_model"], prompt_idx: Int[Tensor, " rows"]
+    ) -> Float[Tensor, " rows"]:
+        """``per_row`` from the last position's residual after the last block: only the two logits
+        the difference needs are read out (``workbench.readout.token_logits``), not the vocabulary."""
+        idx = prompt_idx.cpu()
+        pair = torch.stack([self.correct[idx], self.wrong[idx]], 1)
+        lg = token_logits(model, last_resid, pair)
+        return lg[:, 0] - lg[:, 1]
 
     def normalise(self, mean_ld):
         return (mean_ld - self.ld_corrupted) / (self.ld_clean - self.ld_corrupted)
