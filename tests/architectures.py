@@ -20,6 +20,16 @@ Families and what each one exercises (TransformerLens 3.9 config flags that are 
 * ``mistral``: sliding window on every layer (``attn_types`` all local, ``window_size`` smaller than
   ``SEQ_LEN``), GQA, RMSNorm, gated SiLU.
 * ``qwen2``: nonzero Q/K/V biases (no output or MLP biases), RMSNorm, GQA, gated SiLU, rotary base 1e6.
+
+TransformerLens 3.9 pitfalls met while writing these configs (read from its components):
+
+* ``attn_types``/``window_size`` are ignored unless ``use_local_attn=True`` (every layer is then global).
+* ``use_normalization_before_and_after=True`` only builds with ``normalization_type`` RMS/RMSPre; with
+  ``"LN"`` ``TransformerBlock.__init__`` fails (``normalization_layer_after`` is never bound).
+* The local window is applied in column space (key column > query column − window), which equals the
+  unpadded distance for left- or right-padded rows.
+* ``hook_mlp_in``, ``hook_attn_in``, ``attn.hook_result`` and ``hook_q_input`` exist on every model but
+  only fire under ``use_hook_mlp_in``, ``use_attn_in``, ``use_attn_result``, ``use_split_qkv_input``.
 """
 
 import functools
