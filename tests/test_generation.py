@@ -160,3 +160,28 @@ def test_generate_arguments_are_validated(kwargs, error, match):
     with pytest.raises(error, match=match):
         HookRegistry(model).generate(torch.randint(3, 60, (1, 4)), **kwargs)
     assert sum(len(m._forward_hooks) for m in model.modules()) == 0
+
+
+@pytest.mark.parametrize("hook", ["blocks.1.attn.hook_z", "blocks.0.hook_mlp_out", "blocks.1.hook_resid_mid"])
+def test_spliced_saelens_sae_is_used_by_generate(hook):
+    """A SAELens SAE attached to a HookedSAETransformer replaces the hook point by itself; inside the
+    attention (hook_z) that layer must leave the fused kernel, elsewhere the fused block calls it."""
+    from sae_helpers import tiny_sae
+    from sae_lens import HookedSAETransformer
+
+    base = family_model("qwen2")
+    model = HookedSAETransformer(base.cfg)
+    model.load_state_dict(base.state_dict())
+    model.eval()
+    d_in = model.cfg.n_heads * model.cfg.d_head if hook.endswith("hook_z") else model.cfg.d_model
+    sae = tiny_sae(hook, d_in=d_in, kind="relu")
+    if hook.endswith("hook_z"):
+        sae.cfg.reshape_activations = "hook_z"
+        sae.turn_on_forward_pass_hook_z_reshaping()
+    model.add_sae(sae)
+    batch = ragged_prompts(model)
+    got, want = _logits_vs_forward(model, batch)
+    _assert_same(got, want)
+    model.reset_saes()
+    plain, _ = _logits_vs_forward(model, batch)
+    assert (plain - got).abs().max() > 1e-3  # the SAE changed the output
