@@ -36,7 +36,8 @@ class Positions:
         if isinstance(s, str):
             if s not in NAMED:
                 raise ValueError(
-                    f"unknown position spec {s!r}; use one of {NAMED}, an int, a slice, a list of ints or a boolean mask"
+                    f"unknown position spec {s!r}; use one of {NAMED}, an int, a slice, a list of ints "
+                    "or a boolean mask"
                 )
         elif isinstance(s, bool):
             raise TypeError("positions=True/False is ambiguous; use 'all' or a boolean mask tensor")
@@ -51,7 +52,8 @@ class Positions:
         elif isinstance(s, Tensor):
             if s.dtype != torch.bool or s.ndim not in (1, 2):
                 raise TypeError(
-                    f"a mask of positions must be a bool tensor [pos] or [batch, pos], got {s.dtype} of shape {tuple(s.shape)}"
+                    f"a mask of positions must be a bool tensor [pos] or [batch, pos], got {s.dtype} "
+                    f"of shape {tuple(s.shape)}"
                 )
         elif isinstance(s, tuple):
             if not s:
@@ -60,7 +62,8 @@ class Positions:
                 raise TypeError(f"a list of positions must hold ints, got {s!r}")
         else:
             raise TypeError(
-                f"unsupported position spec {s!r}; use one of {NAMED}, an int, a slice, a list of ints or a boolean mask"
+                f"unsupported position spec {s!r}; use one of {NAMED}, an int, a slice, a list of ints "
+                "or a boolean mask"
             )
 
     @classmethod
@@ -78,7 +81,9 @@ class Positions:
             return str(list(self.spec))
         if isinstance(self.spec, slice):
             s = self.spec
-            return f"[{'' if s.start is None else s.start}:{'' if s.stop is None else s.stop}{'' if s.step is None else ':' + str(s.step)}]"
+            start, stop = "" if s.start is None else s.start, "" if s.stop is None else s.stop
+            step = "" if s.step is None else f":{s.step}"
+            return f"[{start}:{stop}{step}]"
         return str(self.spec)
 
 
