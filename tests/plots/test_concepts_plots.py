@@ -1,6 +1,7 @@
-"""Concept figures: built from a sweep table; the traces carry the table's numbers; labels and
-colours come from the method registry."""
+"""Concept figures: built from a sweep table; the traces carry the table's numbers and its intervals
+as error bars; labels and colours come from the method registry; the control is drawn in grey."""
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
@@ -8,6 +9,7 @@ from concept_helpers import bakeoff_result, sweep_table
 
 from workbench.concepts import method_class
 from workbench.plots.concepts import (
+    CONTROL_COLOUR,
     bakeoff_figures,
     dose_response_figure,
     frontier_figure,
@@ -16,8 +18,13 @@ from workbench.plots.concepts import (
 )
 
 
-def test_dose_response_traces_are_the_table():
-    table = sweep_table()
+def _bars(err, y):
+    """Error bars back as absolute bounds."""
+    return list(np.asarray(y) - np.asarray(err.arrayminus)), list(np.asarray(y) + np.asarray(err.array))
+
+
+def test_dose_response_traces_are_the_table_with_its_intervals():
+    table = sweep_table(control_draws=2)
     fig = dose_response_figure(table)
     assert isinstance(fig, go.Figure)
     for method in ("mean_diff", "ace"):
@@ -26,20 +33,38 @@ def test_dose_response_traces_are_the_table():
             dash = "solid" if toward == "positive" else "dash"
             traces = [t for t in fig.data if t.name == method_class(method).label and t.line.dash == dash]
             assert [list(t.y) for t in traces] == [list(sub["success"]), list(sub["perplexity_ratio"])]
+            assert list(traces[0].customdata) == list(sub["strength"])  # x is offset, hover keeps the strength
+            lo, hi = _bars(traces[0].error_y, traces[0].y)
+            assert lo == pytest.approx(list(sub["success_low"])) and hi == pytest.approx(list(sub["success_high"]))
+            lo, hi = _bars(traces[1].error_y, traces[1].y)
+            assert lo == pytest.approx(list(sub["perplexity_ratio_low"]))
+    control = [t for t in fig.data if t.legendgroup == "random"]
+    assert len(control) == 4 and all(t.line.color == CONTROL_COLOUR for t in control)
     ref = [t for t in fig.data if t.name == "unsteered"]
-    assert len(ref) == 1 and list(ref[0].y) == [0.5, 0.5]
+    base = float(table.loc[table["method"] == "none", "success"].iloc[0])
+    assert len(ref) == 1 and list(ref[0].y) == [base, base]
 
 
-def test_frontier_starts_at_the_unsteered_point():
+def test_frontier_starts_at_the_unsteered_point_with_error_bars_on_both_axes():
     table = sweep_table()
     fig = frontier_figure(table, max_ratio=2.0)
     line = next(t for t in fig.data if t.name == "ACE (affine)")
     sub = table[(table["method"] == "ace") & (table["toward"] == "positive")].sort_values("strength")
-    assert list(line.x) == [1.0, *sub["perplexity_ratio"]] and list(line.y) == [0.5, *sub["success"]]
+    assert list(line.x) == [1.0, *sub["perplexity_ratio"]] and list(line.y)[1:] == list(sub["success"])
+    lo, hi = _bars(line.error_x, line.x)
+    assert hi[1:] == pytest.approx(list(sub["perplexity_ratio_high"]))
+    lo, hi = _bars(line.error_y, line.y)
+    assert lo[1:] == pytest.approx(list(sub["success_low"]))
     with pytest.raises(ValueError, match="unsteered row"):
         frontier_figure(table[table["method"] != "none"])
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['success'\]"):
         dose_response_figure(table.drop(columns="success"))
+
+
+def test_a_table_without_intervals_draws_without_error_bars():
+    table = sweep_table().drop(columns=[c for c in sweep_table().columns if c.endswith(("_low", "_high"))])
+    fig = frontier_figure(table)
+    assert all(t.error_y.array is None for t in fig.data)
 
 
 def test_bakeoff_figures_and_layer_accuracy():

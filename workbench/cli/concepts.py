@@ -174,14 +174,19 @@ def compare(
     layer: int = typer.Option(6, help="resid_post layer shared by every method"),
     budget: str = typer.Option("full", help="'full' or 'small' (a tiny run)"),
     grid: Optional[str] = typer.Option(None, help="strengths, e.g. '4,8,12' (units of ‖μ⁺ − μ⁻‖)"),
-    prompts: Optional[int] = typer.Option(None, help="number of neutral prompts"),
+    prompts: Optional[int] = typer.Option(None, help="number of neutral prompts (the bootstrap's units)"),
     max_new_tokens: Optional[int] = typer.Option(None, help="tokens per completion"),
+    seeds: Optional[int] = typer.Option(None, help="sampling seeds per prompt (0, 1, ...)"),
+    controls: Optional[int] = typer.Option(None, help="random directions in the norm-matched control (0 = none)"),
     toward: str = typer.Option("both", help="'both', 'positive' or 'negative'"),
+    hf_reference: bool = typer.Option(False, help="also time Hugging Face generate at the same batch size"),
+    completions: bool = typer.Option(True, help="write the per-completion CSV"),
     out: Annotated[
         Optional[Path], typer.Option(help="directory for the table, summary and figures [WORKBENCH_FIGURES or figures]")
     ] = None,
 ) -> None:
-    """The bake-off: every method on the same concept, layer, prompts and grid; writes figures/ and CSV."""
+    """The bake-off: every method on the same concept, layer, prompts, seeds and grid, against a random
+    control, with bootstrap intervals; writes figures/, CSV, a summary JSON and a Markdown report."""
     from workbench.concepts.bakeoff import BakeoffConfig
     from workbench.experiments.bakeoff import run_and_save
     from workbench.models import load_model
@@ -196,12 +201,18 @@ def compare(
         over["n_prompts"] = prompts
     if max_new_tokens:
         over["max_new_tokens"] = max_new_tokens
+    if seeds is not None:
+        if seeds < 1:
+            raise typer.BadParameter(f"seeds must be >= 1, got {seeds}")
+        over["seeds"] = tuple(range(seeds))
+    if controls is not None:
+        over["controls"] = controls
     if toward not in ("both", "positive", "negative"):
         raise typer.BadParameter(f"toward must be 'both', 'positive' or 'negative', got {toward!r}")
     if toward != "both":
         over["toward"] = (toward,)
     config = BakeoffConfig.for_budget(budget, **over)
-    result, paths = run_and_save(load_model(), config, out)
+    result, paths = run_and_save(load_model(), config, out, completions=completions, hf_reference=hf_reference)
     print_summary(result)
     console.print(f"wrote {', '.join(paths.values())}")
 
@@ -225,28 +236,37 @@ def build_data(
 
 
 def print_summary(result) -> None:
+    """The summary with every number's interval, the winners and the generation speed."""
+    from workbench.concepts.bakeoff import interval_text
+    from workbench.plots.concepts import method_label
+
     s = result.summary
+    c = result.config
     t = Table(
-        title=f"bake-off: {result.config.concept} at {result.config.site.short} — winner: {result.winner} "
-        f"({result.seconds:.0f} s)"
+        title=f"bake-off: {c.concept} at {c.site.short}, {c.n_prompts} prompts × {len(c.seeds)} seeds — "
+        f"winner: {result.winner} ({result.seconds:.0f} s); {100 * c.level:g} % intervals over prompts"
     )
-    cols = {
-        "method": "method",
-        "unsteered_success": "base",
-        "positive_success": "+ share",
-        "positive_strength": "+ str",
-        "positive_ppl_ratio": "+ ppl×",
-        "negative_success": "− share",
-        "negative_strength": "− str",
-        "negative_ppl_ratio": "− ppl×",
-        "controllable_range": "range",
-    }
-    cols = {k: v for k, v in cols.items() if k in s.columns}
-    for header in cols.values():
+    for header in ("method", "+ share", "+ str", "+ ppl×", "− share", "− str", "− ppl×", "range"):
         t.add_column(header)
     for _, row in s.iterrows():
-        t.add_row(*[row[c] if isinstance(row[c], str) else f"{row[c]:.3g}" for c in cols])
+        cells = ["random (control)" if row.get("is_control") else method_label(row["method"])]
+        for side in ("positive", "negative"):
+            strength = row.get(f"{side}_strength", float("nan"))
+            cells += [
+                interval_text(row, f"{side}_success"),
+                "–" if strength != strength else f"{strength:g}",
+                interval_text(row, f"{side}_ppl_ratio"),
+            ]
+        cells.append(interval_text(row, "controllable_range"))
+        t.add_row(*cells)
     console.print(t)
+    console.print(f"winners: {result.winners}")
+    timing = result.timing
+    if timing is not None:
+        console.print(
+            f"generation: {timing.tokens_per_second:.0f} tokens/s "
+            f"({timing.decode_tokens} tokens, {timing.calls} calls of up to {timing.batch_size} rows)"
+        )
 
 
 def bench_command(

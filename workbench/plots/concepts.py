@@ -2,13 +2,16 @@
 never shows or writes it (``workbench.experiments.export.save_figure`` does).
 
 - ``layer_accuracy_figure``: held-out probe accuracy by layer, one line per concept;
-- ``dose_response_figure``: success and perplexity ratio against strength, one colour per method;
-- ``frontier_figure``: success against perplexity ratio, one frontier per method and direction;
+- ``dose_response_figure``: success and perplexity ratio against strength, one colour per method,
+  the random-direction control in grey, bootstrap intervals as error bars;
+- ``frontier_figure``: success against perplexity ratio, one frontier per method and direction, with
+  error bars on both axes;
 - ``bakeoff_figures``: the dose-response and frontier figures of a ``BakeoffResult``.
 
 Method labels and colours come from the method registry (``ConceptMethod.label``, registration order).
 """
 
+import itertools
 from typing import Optional
 
 import pandas as pd
@@ -16,6 +19,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..concepts.bakeoff import BakeoffResult
+from ..concepts.controls import CONTROL_LABEL, CONTROL_METHOD
 from ..concepts.method import method_class, method_names
 from .style import PALETTE, reference_line, style
 
@@ -37,11 +41,42 @@ def _require(table: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
 
 
 _SWEEP_COLUMNS = ("method", "toward", "strength", "success", "perplexity_ratio")
+CONTROL_COLOUR = "#999999"
 
 
 def _colour(method: str) -> str:
+    if method == CONTROL_METHOD:
+        return CONTROL_COLOUR
     order = method_names()
     return PALETTE[order.index(method) % len(PALETTE)] if method in order else PALETTE[-1]
+
+
+def _label(method: str) -> str:
+    return CONTROL_LABEL if method == CONTROL_METHOD else method_label(method)
+
+
+def _error(sub: pd.DataFrame, key: str) -> Optional[dict]:
+    """Plotly error bars from the ``<key>_low``/``<key>_high`` interval columns (None without them)."""
+    lo, hi = f"{key}_low", f"{key}_high"
+    if lo not in sub.columns or hi not in sub.columns:
+        return None
+    y = sub[key].to_numpy(dtype=float)
+    return dict(
+        type="data",
+        symmetric=False,
+        array=(sub[hi].to_numpy(dtype=float) - y).clip(min=0).tolist(),
+        arrayminus=(y - sub[lo].to_numpy(dtype=float)).clip(min=0).tolist(),
+        thickness=1,
+        width=2,
+    )
+
+
+def _level_text(table: pd.DataFrame) -> str:
+    """A legend line naming the error bars (empty for a table without intervals)."""
+    if "success_low" not in table.columns:
+        return ""
+    level = table.attrs.get("level", 0.95)
+    return f"<br>bars: {100 * level:g} % bootstrap<br>intervals over prompts"
 
 
 def layer_accuracy_figure(sweep: pd.DataFrame, *, title: str = "Held-out probe accuracy by layer") -> go.Figure:
@@ -73,8 +108,10 @@ def layer_accuracy_figure(sweep: pd.DataFrame, *, title: str = "Held-out probe a
 
 
 def dose_response_figure(table: pd.DataFrame, *, title: str = "Dose-response") -> go.Figure:
-    """Success and perplexity ratio against strength (in units of ‖μ⁺ − μ⁻‖), one colour per method;
-    solid lines steer toward the positive side, dashed lines toward the negative side. Dotted grey:
+    """Success and perplexity ratio against strength (in units of ‖μ⁺ − μ⁻‖), one colour per method
+    (grey: the random-direction control); solid lines steer toward the positive side, dashed lines
+    toward the negative side; error bars are the table's intervals when it has them (methods are
+    offset slightly along x so their bars stay apart; hover shows the true strength). Dotted grey:
     the unsteered success; dotted red: twice the unsteered perplexity."""
     _require(table, _SWEEP_COLUMNS, "dose_response_figure")
     fig = make_subplots(
@@ -85,23 +122,29 @@ def dose_response_figure(table: pd.DataFrame, *, title: str = "Dose-response") -
     )
     base = table[table["method"] == "none"]
     steered = table[table["method"] != "none"]
+    methods = list(dict.fromkeys(steered["method"]))
+    strengths = sorted(set(steered["strength"]))
+    gap = min((b - a for a, b in itertools.pairwise(strengths)), default=1.0)
     shown = set()
     for (method, toward), sub in steered.groupby(["method", "toward"], sort=False):
         sub = sub.sort_values("strength")
-        x = sub["strength"]
+        offset = (methods.index(method) - (len(methods) - 1) / 2) * 0.5 * gap / max(len(methods), 1)
+        x = sub["strength"] + offset
         dash = "solid" if toward == "positive" else "dash"
-        label = method_label(method)
-        for col, y in ((1, sub["success"]), (2, sub["perplexity_ratio"])):
+        label = _label(method)
+        for col, key in ((1, "success"), (2, "perplexity_ratio")):
             fig.add_trace(
                 go.Scatter(
                     x=x,
-                    y=y,
+                    y=sub[key],
+                    error_y=_error(sub, key),
+                    customdata=sub["strength"],
                     mode="lines+markers",
                     name=label,
                     legendgroup=method,
                     showlegend=col == 1 and method not in shown,
                     line=dict(color=_colour(method), dash=dash),
-                    hovertemplate=f"{label} → {toward}<br>strength %{{x}}: %{{y:.3g}}<extra></extra>",
+                    hovertemplate=f"{label} → {toward}<br>strength %{{customdata}}: %{{y:.3g}}<extra></extra>",
                 ),
                 row=1,
                 col=col,
@@ -115,7 +158,7 @@ def dose_response_figure(table: pd.DataFrame, *, title: str = "Dose-response") -
         twice = reference_line(xs, 2.0, name="2× unsteered perplexity", color="#D55E00", dash="dot")
         fig.add_trace(twice, row=1, col=2)
     style(fig, title=title, width=1150, height=500)
-    fig.update_layout(legend_title_text="solid: toward positive<br>dashed: toward negative")
+    fig.update_layout(legend_title_text="solid: toward positive<br>dashed: toward negative" + _level_text(table))
     fig.update_xaxes(title_text="strength (× ‖μ⁺ − μ⁻‖)")
     fig.update_yaxes(title_text="share of completions judged positive", range=[-0.02, 1.02], row=1, col=1)
     fig.update_yaxes(title_text="perplexity ratio", type="log", row=1, col=2)
@@ -125,8 +168,10 @@ def dose_response_figure(table: pd.DataFrame, *, title: str = "Dose-response") -
 def frontier_figure(
     table: pd.DataFrame, *, title: str = "Bake-off: concept success vs fluency", max_ratio: Optional[float] = 2.0
 ) -> go.Figure:
-    """Concept success (y) against perplexity ratio (x, log), one frontier per method and one panel per
-    direction. Each line starts at the unsteered point and follows increasing strength."""
+    """Concept success (y) against perplexity ratio (x, log), one frontier per method (grey dotted:
+    the random-direction control) and one panel per direction, with the intervals of both as error
+    bars when the table has them. Each line starts at the unsteered point and follows increasing
+    strength."""
     _require(table, _SWEEP_COLUMNS, "frontier_figure")
     if not (table["method"] == "none").any():
         raise ValueError("frontier_figure needs the unsteered row (method 'none') to start each frontier")
@@ -134,23 +179,23 @@ def frontier_figure(
     fig = make_subplots(
         rows=1, cols=len(directions), subplot_titles=[f"steer toward {t}" for t in directions], shared_yaxes=True
     )
-    base = table[table["method"] == "none"].iloc[0]
+    base = table[table["method"] == "none"].iloc[[0]]
     for col, t in enumerate(directions, start=1):
         for method, sub in table[(table["toward"] == t)].groupby("method", sort=False):
-            sub = sub.sort_values("strength")
-            x = [base["perplexity_ratio"], *sub["perplexity_ratio"]]
-            y = [base["success"], *sub["success"]]
-            text = ["unsteered"] + [f"strength {s:g}" for s in sub["strength"]]
+            sub = pd.concat([base, sub.sort_values("strength")], ignore_index=True)
+            text = ["unsteered"] + [f"strength {s:g}" for s in sub["strength"].iloc[1:]]
             fig.add_trace(
                 go.Scatter(
-                    x=x,
-                    y=y,
+                    x=sub["perplexity_ratio"],
+                    y=sub["success"],
+                    error_x=_error(sub, "perplexity_ratio"),
+                    error_y=_error(sub, "success"),
                     mode="lines+markers",
-                    name=method_label(method),
+                    name=_label(method),
                     text=text,
                     legendgroup=method,
                     showlegend=col == 1,
-                    line=dict(color=_colour(method)),
+                    line=dict(color=_colour(method), dash="dot" if method == CONTROL_METHOD else "solid"),
                 ),
                 row=1,
                 col=col,
@@ -171,8 +216,10 @@ def frontier_figure(
                 col=col,
             )
         fig.update_xaxes(title_text="perplexity ratio, steered / unsteered (log)", type="log", row=1, col=col)
-    style(fig, title=title, width=560 * len(directions), height=480)
+    style(fig, title=title, width=560 * len(directions) + 120, height=500)
     fig.update_yaxes(title_text="share of completions judged positive", range=[-0.02, 1.02], row=1, col=1)
+    if _level_text(table):
+        fig.update_layout(legend_title_text=_level_text(table)[4:])
     return fig
 
 
@@ -183,7 +230,8 @@ def bakeoff_figures(result: BakeoffResult) -> dict[str, go.Figure]:
         "dose_response": dose_response_figure(result.table, title=f"Dose-response: {c.concept} at {c.site.short}"),
         "frontier": frontier_figure(
             result.table,
-            title=f"Bake-off: {c.concept} at {c.site.short} ({c.n_prompts} prompts, {c.max_new_tokens} tokens)",
+            title=f"Bake-off: {c.concept} at {c.site.short} ({c.n_prompts} prompts × {len(c.seeds)} seeds, "
+            f"{c.max_new_tokens} tokens)",
             max_ratio=c.max_ratio,
         ),
     }
