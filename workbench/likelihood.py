@@ -45,7 +45,10 @@ def token_nll(
     with torch.no_grad():
         for s in range(0, tokens.shape[0], batch_size):
             t, m = tokens[s : s + batch_size], attention_mask[s : s + batch_size]
-            logp = reg.run(t, attention_mask=m, need_logits=True)[:, :-1].float().log_softmax(-1)
+            logits = reg.run(t, attention_mask=m, need_logits=True)
+            if logits is None:  # need_logits=True always returns them; a None here is a registry bug
+                raise RuntimeError("HookRegistry.run(need_logits=True) returned no logits")
+            logp = logits[:, :-1].float().log_softmax(-1)
             nll = -logp.gather(-1, t[:, 1:, None].to(logp.device))[..., 0]
             mk = target_mask[s : s + batch_size, 1:].to(nll.device)
             sums.append((nll * mk).sum(1).cpu())

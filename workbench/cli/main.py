@@ -5,9 +5,8 @@ Errors caused by the user's input print one line and exit with code 2; ``--debug
 """
 
 import importlib
-from typing import Optional
+from typing import Optional, Protocol, cast
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -122,10 +121,15 @@ def _user_errors() -> tuple:
     return (ValueError, TypeError, KeyError, FileNotFoundError, ArtifactError, ModelLoadError, UsageError)
 
 
-# typer >= 0.2x raises its own vendored click's exceptions (typer.BadParameter), not click's.
-_CLICK_ERRORS = tuple(
-    {click.exceptions.ClickException, *(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")}
+# Bad options raise a ClickException: click's own with older typer, the one of typer's vendored copy of click
+# (typer._click) with typer >= 0.29. Both are found in the MRO of typer's public BadParameter.
+_CLICK_ERRORS: tuple[type[Exception], ...] = tuple(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException" and issubclass(c, Exception)
 )
+
+
+class _ClickError(Protocol):
+    def show(self) -> None: ...  # ClickException.show: the usage line and the message, to stderr
 
 
 def main(argv: Optional[list] = None) -> None:
@@ -137,12 +141,14 @@ def main(argv: Optional[list] = None) -> None:
     if debug:
         args.remove("--debug")
     try:
-        app(args, standalone_mode=False)
-    except click.exceptions.Abort:
+        # standalone_mode=False: a command's typer.Exit(code) (and Ctrl-C, typer >= 0.29: Exit(130)) comes back
+        # as the return value instead of exiting, so it is passed on here
+        code = app(args, standalone_mode=False)
+    except typer.Abort:  # Ctrl-C (older typer) or end of input at a prompt
         Console(stderr=True).print("aborted")
         raise SystemExit(130) from None
     except _CLICK_ERRORS as err:  # bad options (click's or typer's own copy of click): a one-line message
-        err.show()
+        cast(_ClickError, err).show()  # every class in _CLICK_ERRORS is a ClickException
         raise SystemExit(2) from None
     except _user_errors() as err:
         if debug:
@@ -150,6 +156,8 @@ def main(argv: Optional[list] = None) -> None:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         Console(stderr=True, highlight=False).print(f"[red]error:[/] {msg}  (run with --debug for the traceback)")
         raise SystemExit(2) from None
+    if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

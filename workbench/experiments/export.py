@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 import plotly.graph_objects as go
-import plotly.io as pio
+
 from workbench.paths import figures_dir
 
 
@@ -63,7 +63,7 @@ def save_figure(
             # one shared plotly.min.js beside the pages keeps each HTML small and works offline
             fig.write_html(path, include_plotlyjs="directory", full_html=True)
         elif fmt == "json":
-            path.write_text(pio.to_json(fig))
+            fig.write_json(path)
         else:
             _setup_kaleido()
             try:

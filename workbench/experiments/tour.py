@@ -201,6 +201,8 @@ def step_probes(model, cfg: TourConfig, state: dict, s: _Step) -> None:
     sweeps = []
     for name in concepts:
         data = load_concept(name)
+        if data.test is None:
+            raise ValueError(f"concept {name!r} has no test split; the tour's layer sweep scores on held-out texts")
         train, test = data.train.head(n_train), data.test.head(n_test)
         sites = [f"resid_post.{L}" for L in layers]
         tr = extract(model, train.texts, sites, "last", progress=True)
@@ -399,7 +401,11 @@ def step_sae(model, cfg: TourConfig, state: dict, s: _Step) -> None:
     )
     from workbench.sae.loading import sae_site
 
-    last = max(names, key=lambda n: sae_site(saes[n], model).layer)  # the deepest SAE: clearest output features
+    def depth(n: str) -> int:  # embedding sites (layer None) come before every block
+        layer = sae_site(saes[n], model).layer
+        return -1 if layer is None else layer
+
+    last = max(names, key=depth)  # the deepest SAE: clearest output features
     t = tables[last]
     t = t[t["n_examples"] >= rc.min_examples]
     feature = int(t.sort_values("output_score", ascending=False)["feature"].iloc[0])

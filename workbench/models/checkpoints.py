@@ -141,6 +141,8 @@ def _neutral_config_dir(hf_config: Any, arch: Architecture):
 
 
 def _template_config(hf_config: Any, arch: Architecture, where: str) -> dict:
+    if arch.template is None or arch.geometry is None:
+        raise ValueError(f"architecture {arch.name!r} has no template config; TransformerLens reads its config.json")
     cfg = tl_loading.convert_hf_model_config(arch.template)
     geometry = arch.geometry(hf_config)
     left = sorted(set(cfg) - set(geometry) - _TEMPLATE_STRUCTURE)

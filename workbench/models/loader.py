@@ -45,7 +45,13 @@ def _from_pretrained(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            return HookedTransformer.from_pretrained(name, device=str(device), dtype=dtype, **kwargs)
+            # TransformerLens annotates dtype by its default ("float32") but converts a str and takes a torch.dtype
+            return HookedTransformer.from_pretrained(
+                name,
+                device=str(device),
+                dtype=dtype,  # pyright: ignore[reportArgumentType]
+                **kwargs,
+            )
     except (OSError, ConnectionError, TimeoutError) as err:  # hub unreachable, or weights not cached
         first = str(err).splitlines()[0] if str(err) else ""
         raise ModelLoadError(
@@ -95,4 +101,5 @@ def load_model(
         return load_embedded(dev, dtype, default_prepend_bos=default_prepend_bos)
     if path is not None:
         return load_checkpoint(path, device=dev, dtype=dtype, default_prepend_bos=default_prepend_bos)
-    return _from_pretrained(name_or_path, dev, dtype, default_prepend_bos, from_pretrained_kwargs)
+    # every os.PathLike is a local path above, so what is left is a model name (a str)
+    return _from_pretrained(str(name_or_path), dev, dtype, default_prepend_bos, from_pretrained_kwargs)

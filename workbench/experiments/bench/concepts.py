@@ -15,7 +15,7 @@ from workbench.concepts.bakeoff import BakeoffConfig, run_bakeoff
 from workbench.concepts.data import load_concept
 from workbench.concepts.extract import extract
 from workbench.models import load_model
-from workbench.tokens import tokenize
+from workbench.tokens import encode, tokenize
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -36,7 +36,7 @@ def run_concepts_bench(
     data = load_concept("sentiment").train
     texts = (data.texts * (n_texts // len(data) + 1))[:n_texts]
     # the same length-sorted batches extract uses, so padding is identical
-    texts = sorted(texts, key=lambda t: len(model.tokenizer(t, add_special_tokens=False)["input_ids"]))
+    texts = sorted(texts, key=lambda t: len(encode(model, t)))
     batches = [tokenize(model, texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
     n_tokens = int(sum(int(b.attention_mask.sum()) for b in batches))
     site = f"resid_post.{layer}"
@@ -76,7 +76,8 @@ def print_results(r: dict, console) -> None:
     from rich.table import Table
 
     t = Table(
-        title=f"concept extraction: {r['n_texts']} texts, {r['n_tokens']} tokens, site {r['site']} of {r['layers']} layers"
+        title=f"concept extraction: {r['n_texts']} texts, {r['n_tokens']} tokens, "
+        f"site {r['site']} of {r['layers']} layers"
     )
     t.add_column("pass")
     t.add_column("tokens/s", justify="right")

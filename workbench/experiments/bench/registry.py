@@ -53,7 +53,8 @@ def run_registry_bench(repeats: int = 3, new_tokens: int = 32) -> list[Timing]:
         b = len(prompts)
         enc = hf_tok(prompts, return_tensors="pt", padding=True, padding_side="left")
 
-        def hf_gen():
+        # each closure binds this iteration's inputs (it is timed before the loop moves on)
+        def hf_gen(enc=enc):
             with torch.no_grad():
                 hf.generate(
                     **enc,
@@ -63,7 +64,7 @@ def run_registry_bench(repeats: int = 3, new_tokens: int = 32) -> list[Timing]:
                     pad_token_id=hf_tok.pad_token_id,
                 )
 
-        def ours():
+        def ours(prompts=prompts):
             steer.generate(prompts, max_new_tokens=new_tokens, stop_at_eos=False)
 
         t_hf = median_time(hf_gen, repeats)
@@ -80,7 +81,7 @@ def run_registry_bench(repeats: int = 3, new_tokens: int = 32) -> list[Timing]:
         if b == 1:
             toks = tokenize(model, prompts).tokens
 
-            def tl_gen():
+            def tl_gen(toks=toks):
                 with steer:
                     model.generate(
                         toks,
