@@ -1,7 +1,14 @@
 import os
 
-import pytest
-import torch
+# Shapes written in signatures are checked while the tests run: jaxtyping's import hook wraps every
+# annotated function of workbench in beartype (set WORKBENCH_TYPECHECK=0 to switch it off).
+if os.environ.get("WORKBENCH_TYPECHECK", "1") == "1":
+    from jaxtyping import install_import_hook
+
+    install_import_hook("workbench", "beartype.beartype")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 torch.set_grad_enabled(True)
 

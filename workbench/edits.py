@@ -14,7 +14,7 @@ Concept (GCAV, ACE) and SAE-feature edits live with their modules and use the sa
 """
 
 from dataclasses import dataclass, field
-from typing import Optional, Protocol
+from typing import Optional, Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -39,6 +39,7 @@ class EditContext:
     step: Optional[int] = None
 
 
+@runtime_checkable
 class Edit(Protocol):
     def __call__(self, acts: Tensor, ctx: EditContext) -> Tensor: ...
 

@@ -1,6 +1,7 @@
 """load_model's routing and argument checks: hub names go to TransformerLens' from_pretrained,
 paths to the local-checkpoint loader, bad arguments fail up front naming the bad value."""
 
+import inspect
 import os
 import subprocess
 import sys
@@ -11,18 +12,19 @@ import torch
 from tiny_checkpoints import write_checkpoint
 from transformer_lens import HookedTransformer
 
-from workbench.models import EMBEDDED_MODEL, ModelLoadError, load_model
+from workbench.models import EMBEDDED_MODEL, ModelLoadError, load_model, tiny_model
 
 
 def test_hub_names_are_forwarded_to_from_pretrained(monkeypatch):
     calls = []
+    model = tiny_model()
 
     def fake(name, **kwargs):
         calls.append((name, kwargs))
-        return "model"
+        return model
 
     monkeypatch.setattr(HookedTransformer, "from_pretrained", fake)
-    assert load_model("gpt2", device="cpu", dtype=torch.float64, fold_ln=False, default_prepend_bos=True) == "model"
+    assert load_model("gpt2", device="cpu", dtype=torch.float64, fold_ln=False, default_prepend_bos=True) is model
     assert calls == [("gpt2", {"device": "cpu", "dtype": torch.float64, "fold_ln": False, "default_prepend_bos": True})]
     load_model("EleutherAI/pythia-70m")  # an official name with an organisation is a name, not a path
     assert calls[-1] == ("EleutherAI/pythia-70m", {"device": "cpu", "dtype": torch.float32})
@@ -89,8 +91,9 @@ def test_from_pretrained_keywords_are_refused_for_local_and_embedded_models(tmp_
 def test_bad_arguments_fail_up_front_naming_the_value(kwargs, error, match, monkeypatch):
     monkeypatch.setattr(HookedTransformer, "from_pretrained", lambda *a, **k: pytest.fail("must not be called"))
     kwargs = {"name_or_path": "gpt2", **kwargs}
+    # our own checks, below the signature's runtime type check (jaxtyping's hook in the tests) that fires first
     with pytest.raises(error, match=match):
-        load_model(kwargs.pop("name_or_path"), **kwargs)
+        inspect.unwrap(load_model)(kwargs.pop("name_or_path"), **kwargs)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
