@@ -1,6 +1,8 @@
 """Circuits: direct logit attribution and the residual decomposition (``dla``); attention patterns
 and previous-token / duplicate-token / induction head scores (``heads``); path patching, batched
-(``path_patching``, with senders and receivers from ``nodes``). Figures are in
+(``path_patching``, with senders and receivers from ``nodes``); edge attribution patching (EAP,
+EAP-IG, EAP-RelP; ``edges``) on the graph of ``graph``, and circuits with their faithfulness
+(``faithfulness``). Figures are in
 ``workbench.plots.circuits``; runners that write files in ``workbench.experiments.circuits``."""
 
 from .dla import (
@@ -14,6 +16,9 @@ from .dla import (
     dla_task,
     logit_attribution,
 )
+from .edges import METHODS, EdgeScores, edge_scores, edge_scores_task
+from .faithfulness import FaithfulnessCurve, circuit_metric, default_ks, faithfulness_curve
+from .graph import Graph, graph_blocker, split_inputs
 from .heads import (
     HEAD_KINDS,
     AttentionPatterns,
@@ -30,8 +35,12 @@ from .path_patching import PathPatching, PathPatchingMatrix, path_patch, path_pa
 
 __all__ = [
     "HEAD_KINDS",
+    "METHODS",
     "AttentionPatterns",
     "Component",
+    "EdgeScores",
+    "FaithfulnessCurve",
+    "Graph",
     "HeadScores",
     "LogitAttribution",
     "PathPatching",
@@ -41,11 +50,17 @@ __all__ = [
     "Sender",
     "answer_direction",
     "attention_patterns",
+    "circuit_metric",
     "decompose_residual",
+    "default_ks",
     "detection_pattern",
     "dla",
     "dla_blocker",
     "dla_task",
+    "edge_scores",
+    "edge_scores_task",
+    "faithfulness_curve",
+    "graph_blocker",
     "head_scores",
     "induction_scores",
     "logit_attribution",
@@ -55,4 +70,5 @@ __all__ = [
     "pattern_score",
     "reaches",
     "repeated_random_tokens",
+    "split_inputs",
 ]
