@@ -19,6 +19,7 @@ import torch
 from workbench.experiments.export import save_figure, static_export_server
 from workbench.experiments.gallery import GalleryEntry, write_gallery
 from workbench.paths import figures_dir as default_figures_dir
+from workbench.tokens import encode, token_strings
 
 
 @dataclass(frozen=True)
@@ -306,30 +307,24 @@ def step_gcav(model, cfg: TourConfig, state: dict, s: _Step) -> None:
         errs.append(float((after[pushed] - target).abs().max()) if pushed.any() else 0.0)
         untouched += int((~pushed).sum())
         total += len(before)
-        toks = model.to_str_tokens(text)
+        toks = token_strings(model, encode(model, text))
         xs = list(range(x_offset, x_offset + len(toks)))
         ticks += xs
         labels += [t.replace("\n", "\\n") for t in toks]
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=before.tolist(),
-                mode="markers",
-                name="before" if i == 0 else None,
-                showlegend=i == 0,
-                marker=dict(color=PALETTE[3], symbol="circle-open", size=9),
+        for values, label, marker in (
+            (before, "before", dict(color=PALETTE[3], symbol="circle-open", size=9)),
+            (after, "after GCAV edit", dict(color=PALETTE[0], size=7)),
+        ):
+            fig.add_trace(
+                go.Scatter(
+                    x=xs,
+                    y=values.tolist(),
+                    mode="markers",
+                    name=label if i == 0 else None,
+                    showlegend=i == 0,
+                    marker=marker,
+                )
             )
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=after.tolist(),
-                mode="markers",
-                name="after GCAV edit" if i == 0 else None,
-                showlegend=i == 0,
-                marker=dict(color=PALETTE[0], size=7),
-            )
-        )
         x_offset += len(toks) + 1
     fig.add_trace(
         go.Scatter(
@@ -437,7 +432,7 @@ def step_patching(model, cfg: TourConfig, state: dict, s: _Step) -> None:
     metric = make_metric(model, kept)
     streams = ("resid_pre",) if cfg.quick else ("resid_pre", "attn_out", "mlp_out")
     res = measure_faithfulness(model, kept, metric, streams, progress=True)
-    toks = model.to_str_tokens(kept.clean[0]) if kept.clean_prompts else None
+    toks = token_strings(model, kept.clean[0]) if kept.clean_prompts else None
     corr = res.correlations
     s.figure(
         grid_heatmap(

@@ -101,13 +101,11 @@ def _gemma1_geometry(c: Any) -> dict:
     return {**_gemma_common(c), "rotary_base": _get_rope_theta(c), "rotary_dim": c.head_dim}
 
 
-def _gemma2_geometry(c: Any) -> dict:
-    """Gemma-2: scores scaled by ``query_pre_attn_scalar ** -0.5`` (TransformerLens divides by
+def _gemma2_layout(c: Any) -> dict:
+    """Gemma-2 and -3: scores scaled by ``query_pre_attn_scalar ** -0.5`` (TransformerLens divides by
     ``attn_scale``), soft-capped attention scores and output logits, sliding-window layers as
     ``layer_types`` says (Gemma Team 2024, "Gemma 2", arXiv:2408.00118)."""
     return {
-        **_gemma_common(c),
-        "rotary_base": _get_rope_theta(c),
         "attn_scale": float(c.query_pre_attn_scalar) ** 0.5,
         "attn_scores_soft_cap": _optional_cap(c.attn_logit_softcapping),
         "output_logits_soft_cap": _optional_cap(c.final_logit_softcapping),
@@ -115,6 +113,11 @@ def _gemma2_geometry(c: Any) -> dict:
         "use_local_attn": bool(c.sliding_window) and "sliding_attention" in c.layer_types,
         "attn_types": _layer_attn_types(c),
     }
+
+
+def _gemma2_geometry(c: Any) -> dict:
+    """Gemma-2: the Gemma layout with one rotary base."""
+    return {**_gemma_common(c), "rotary_base": _get_rope_theta(c), **_gemma2_layout(c)}
 
 
 def _gemma3_geometry(c: Any) -> dict:
@@ -125,12 +128,7 @@ def _gemma3_geometry(c: Any) -> dict:
         **_gemma_common(c),
         "rotary_base": rope["full_attention"]["rope_theta"],
         "rotary_base_local": rope["sliding_attention"]["rope_theta"],
-        "attn_scale": float(c.query_pre_attn_scalar) ** 0.5,
-        "attn_scores_soft_cap": _optional_cap(c.attn_logit_softcapping),
-        "output_logits_soft_cap": _optional_cap(c.final_logit_softcapping),
-        "window_size": c.sliding_window,
-        "use_local_attn": bool(c.sliding_window) and "sliding_attention" in c.layer_types,
-        "attn_types": _layer_attn_types(c),
+        **_gemma2_layout(c),
     }
 
 

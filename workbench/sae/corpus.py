@@ -329,6 +329,8 @@ def build_corpus(
 ) -> Corpus:
     """Build (or load from cache) the corpus for ``tokenizer``. ``root`` defaults to
     ``<workbench cache>/sae_corpus``; the downloaded sources live in ``root/sources``."""
+    if tokenizer is None:
+        raise ValueError("build_corpus needs a tokenizer (the model's is None); load a model that has one")
     root = Path(root) if root is not None else cache_dir() / "sae_corpus"
     sep_token, sep_id = resolve_separator(tokenizer, cfg)
     out = root / cfg.key(len(tokenizer), sep_token)

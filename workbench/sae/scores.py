@@ -114,6 +114,25 @@ def _prompt_tokens(model, prompt) -> Int[Tensor, "1 pos"]:
     return t
 
 
+def _output_score_inputs(model, sae, lens, features, prompt, factor, k):
+    """What both output-score paths check and need: the SAE's site, the feature indices, each
+    feature's top lens tokens ``T_i`` and the prompt's token ids on the model's device."""
+    check_float("factor", factor)
+    check_sae(sae)
+    site = sae_site(sae, model)
+    idx = feature_indices(sae, features)
+    top = lens_top_tokens(model, sae, lens, k, idx)
+    tokens = _prompt_tokens(model, prompt).to(model.cfg.device)
+    return site, idx, top, tokens
+
+
+def _last_logits(reg: HookRegistry, tokens: Tensor) -> Float[Tensor, "batch d_vocab"]:
+    logits = reg.run(tokens, need_logits=True)
+    if logits is None:  # need_logits=True always returns them; a None here is a registry bug
+        raise RuntimeError("HookRegistry.run(need_logits=True) returned no logits")
+    return logits[:, -1]
+
+
 def output_scores(
     model,
     sae,
@@ -141,13 +160,8 @@ def output_scores(
 
     check_choice("method", method, METHODS)
     check_int("batch_size", batch_size, min=1)
-    check_float("factor", factor)
     check_bool("progress", progress)
-    check_sae(sae)
-    site = sae_site(sae, model)
-    idx = feature_indices(sae, features)
-    top = lens_top_tokens(model, sae, lens, k, idx)
-    tokens = _prompt_tokens(model, prompt).to(model.cfg.device)
+    site, idx, top, tokens = _output_score_inputs(model, sae, lens, features, prompt, factor, k)
     resid_site = site.stream in ("resid_pre", "resid_post") and site.layer is not None
     if method == "cached":
         if not resid_site:
@@ -175,7 +189,7 @@ def output_scores(
                 logits = last_position_logits(model, last, start, prefix)
             else:
                 reg.steer("amplify", site, AmplifyFeature(sae, part, factor), positions="last")
-                logits = cast(Tensor, reg.run(tokens.expand(B, -1), need_logits=True))[:, -1]
+                logits = _last_logits(reg, tokens.expand(B, -1))
                 reg.remove("amplify")
             scores.append(output_score_from_logits(logits, top[part]).cpu())
             bar.update(B)
@@ -198,18 +212,14 @@ def output_scores_naive(
     steer (:class:`AmplifyFeature`) at the SAE's site on the last position."""
     from tqdm.auto import tqdm
 
-    check_float("factor", factor)
-    check_sae(sae)
-    site = sae_site(sae, model)
-    idx = feature_indices(sae, features)
-    top = lens_top_tokens(model, sae, lens, k, idx)
-    tokens = _prompt_tokens(model, prompt).to(model.cfg.device)
+    check_bool("progress", progress)
+    site, idx, top, tokens = _output_score_inputs(model, sae, lens, features, prompt, factor, k)
     reg = HookRegistry(model)
     out = []
     with torch.no_grad():
         for i in tqdm(idx.tolist(), desc=f"output scores (naive) {site.short}", disable=not progress, leave=False):
             reg.steer("amplify", site, AmplifyFeature(sae, i, factor), positions="last")
-            logits = cast(Tensor, reg.run(tokens, need_logits=True))[:, -1]
+            logits = _last_logits(reg, tokens)
             reg.remove("amplify")
             out.append(output_score_from_logits(logits, top[[i]]).cpu())
     return torch.cat(out) if out else torch.zeros(0)
