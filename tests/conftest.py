@@ -7,8 +7,8 @@ if os.environ.get("WORKBENCH_TYPECHECK", "1") == "1":
 
     install_import_hook("workbench", "beartype.beartype")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 torch.set_grad_enabled(True)
 
