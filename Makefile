@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: setup browser tour tour-quick test notebooks clean-cache
+.PHONY: setup browser lint tour tour-quick test notebooks clean-cache
 
 setup: $(VENV)/.installed
 
@@ -33,7 +33,13 @@ tour: setup browser
 tour-quick: setup browser
 	$(VENV)/bin/workbench tour --quick
 
-test: setup browser
+# Static checks first (ruff lint + format, pyright), then the tests (with jaxtyping's runtime shape checks on).
+lint: setup
+	$(VENV)/bin/ruff check workbench tests
+	$(VENV)/bin/ruff format --check workbench tests
+	$(VENV)/bin/pyright
+
+test: setup browser lint
 	$(PY) -m pytest -q --durations=15
 
 clean-cache:
