@@ -9,7 +9,9 @@ from workbench.circuits import dla
 from workbench.plots.circuits import (
     accumulated_figure,
     attention_figure,
+    circuit_figure,
     dla_heatmap,
+    faithfulness_figure,
     head_scores_figure,
     path_matrix_figure,
     path_patching_heatmap,
@@ -84,3 +86,27 @@ def test_path_patching_figures_show_the_values():
     fig = path_matrix_figure(m)
     assert list(fig.data[0].y) == ["L0H0", "MLP0"] and list(fig.data[0].x) == ["L1H0.q", "logits"]
     np.testing.assert_allclose(np.asarray(fig.data[0].z, dtype=float), m.values.numpy())
+
+
+def test_circuit_and_faithfulness_figures():
+    from workbench.circuits.edges import edge_scores
+    from workbench.circuits.faithfulness import faithfulness_curve
+    from workbench.patching.tasks import make_metric, random_task
+
+    model = family_model("llama")
+    task = random_task(model.cfg.d_vocab, n=2, seq_len=6)
+    metric = make_metric(model, task)
+    scores = edge_scores(model, task.clean, task.corrupted, metric)
+    for interactive in (True, False):
+        fig = circuit_figure(scores, k=7, interactive=interactive)
+        assert len(fig.data) == 8  # one line per edge and the nodes
+    top = scores.ranked(1)[0]
+    assert fig.data[0].line.width == pytest.approx(6.5)
+    assert (fig.data[0].line.color == "#0072B2") == (top[2] > 0)
+    curve = faithfulness_curve(model, task.clean, task.corrupted, metric, [scores], [0, 2, 5], random_seeds=2)
+    fig = faithfulness_figure(curve)
+    eap = next(t for t in fig.data if t.name == "eap")
+    assert list(eap.x) == [2, 5]
+    np.testing.assert_allclose(eap.y, curve.curves["eap"].numpy()[1:])
+    with pytest.raises(TypeError):
+        circuit_figure(scores, k=True)

@@ -9,6 +9,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..circuits.dla import LogitAttribution
+from ..circuits.edges import EdgeScores
+from ..circuits.faithfulness import FaithfulnessCurve
 from ..circuits.heads import AttentionPatterns, HeadScores
 from ..circuits.path_patching import PathPatching, PathPatchingMatrix
 from ..validation import check_bool, check_int
@@ -240,10 +242,150 @@ def path_matrix_figure(matrix: PathPatchingMatrix, *, title: Optional[str] = Non
     return fig
 
 
+def faithfulness_figure(curve: FaithfulnessCurve, *, title: Optional[str] = None) -> go.Figure:
+    """Circuit metric against the number of kept edges (log x; k = 0, the corrupted run, is left
+    off the axis) per scoring method, with random edges as mean and min–max band."""
+    _check(curve, FaithfulnessCurve, "faithfulness_figure")
+    ks = np.array(curve.ks)
+    keep = ks > 0
+    x = ks[keep]
+    fig = go.Figure()
+    if curve.random.shape[0] > 0:
+        r = curve.random.numpy()[:, keep]
+        fig.add_trace(go.Scatter(x=x, y=r.max(0), mode="lines", line=dict(width=0), showlegend=False, hoverinfo="skip"))
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=r.min(0),
+                mode="lines",
+                line=dict(width=0),
+                fill="tonexty",
+                fillcolor="rgba(120,120,120,0.2)",
+                name=f"random edges (min–max of {r.shape[0]})",
+                hoverinfo="skip",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(x=x, y=r.mean(0), mode="lines", name="random edges (mean)", line=dict(color="#777", dash="dot"))
+        )
+    for i, (method, values) in enumerate(curve.curves.items()):
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=values.numpy()[keep],
+                mode="lines+markers",
+                name=method,
+                line=dict(color=PALETTE[i % len(PALETTE)]),
+                hovertemplate=f"{method}: %{{x}} edges → %{{y:.3f}}<extra></extra>",
+            )
+        )
+    fig.add_trace(reference_line(x.tolist(), 1.0, name="clean run (1)", showlegend=False))
+    fig.add_trace(reference_line(x.tolist(), 0.0, name="corrupted run (0)", showlegend=False))
+    style(
+        fig,
+        title=title or f"Faithfulness of top-k edge circuits ({curve.n_edges} edges in the graph)",
+        x="edges kept (others patched to corrupted)",
+        y="normalised metric",
+    )
+    fig.update_xaxes(type="log")
+    return fig
+
+
+_INPUT_DASH = {"q": "solid", "k": "dash", "v": "dot", "mlp": "solid", "logits": "solid"}
+
+
+def circuit_figure(
+    scores: EdgeScores, k: int = 30, *, interactive: bool = True, title: Optional[str] = None
+) -> go.Figure:
+    """The top-``k`` edges of ``scores`` as a graph: components as nodes (y = layer, x = head;
+    MLPs on the right, embeddings at the bottom, logits at the top), edge width ∝ |score|, blue for
+    positive and red for negative scores, line style by the receiver's input (q solid, k dashed,
+    v dotted). ``interactive=False`` writes node labels instead of hover text (static figures)."""
+    _check(scores, EdgeScores, "circuit_figure")
+    check_int("k", k, min=1)
+    check_bool("interactive", interactive)
+    g = scores.graph
+    n_heads = max((s.head for s in g.senders if s.kind == "head"), default=0) + 1
+    n_layers = max((s.layer for s in g.senders if s.layer is not None), default=0) + 1
+    kv = max((r.head for r in g.receivers if r.kind == "k"), default=0) + 1
+    group = n_heads // kv if kv else 1
+
+    def sender_xy(s):
+        if s.kind == "embed":
+            return (n_heads - 1) / 2, -1.0
+        if s.kind == "mlp":
+            return n_heads + 0.5, s.layer + 0.5
+        return float(s.head), float(s.layer)
+
+    def receiver_xy(r):
+        if r.kind == "logits":
+            return (n_heads - 1) / 2, float(n_layers)
+        if r.kind == "mlp":
+            return n_heads + 0.5, r.layer + 0.5
+        if r.kind == "q":
+            return float(r.head), float(r.layer)
+        return r.head * group + (group - 1) / 2, float(r.layer)  # a key/value head: the middle of its group
+
+    edges = scores.ranked(min(k, g.n_edges))
+    by_label_s = {s.label: s for s in g.senders}
+    by_label_r = {r.label: r for r in g.receivers}
+    top = max(abs(e[2]) for e in edges) or 1.0
+    fig = go.Figure()
+    nodes: dict[str, tuple[float, float]] = {}
+    for s_lab, r_lab, v in edges:
+        s, r = by_label_s[s_lab], by_label_r[r_lab]
+        (x0, y0), (x1, y1) = sender_xy(s), receiver_xy(r)
+        nodes[s_lab] = (x0, y0)
+        nodes[r_lab.split(".")[0] if r.kind == "q" else r_lab] = (x1, y1)
+        fig.add_trace(
+            go.Scatter(
+                x=[x0, x1],
+                y=[y0, y1],
+                mode="lines",
+                line=dict(
+                    width=0.5 + 6 * abs(v) / top, color=PALETTE[0] if v > 0 else PALETTE[3], dash=_INPUT_DASH[r.kind]
+                ),
+                opacity=0.75,
+                showlegend=False,
+                hovertemplate=f"{s_lab} → {r_lab}: {v:.3g}<extra></extra>" if interactive else None,
+                hoverinfo=None if interactive else "skip",
+            )
+        )
+    labels = list(nodes)
+    fig.add_trace(
+        go.Scatter(
+            x=[nodes[n][0] for n in labels],
+            y=[nodes[n][1] for n in labels],
+            mode="markers+text",
+            text=labels,
+            textposition="top center",
+            textfont=dict(size=9),
+            marker=dict(size=10, color="#222", line=dict(color="white", width=1)),
+            showlegend=False,
+            hovertemplate="%{text}<extra></extra>" if interactive else None,
+            hoverinfo=None if interactive else "skip",
+        )
+    )
+    style(
+        fig,
+        title=title
+        or f"Circuit: top {len(edges)} edges by {scores.method} (blue +, red −; q solid, k dashed, v dotted)",
+        x="head (MLPs on the right)",
+        y="layer",
+        width=760,
+        height=max(460, 22 * (n_layers + 2) + 160),
+    )
+    fig.update_yaxes(range=[-1.6, n_layers + 0.6])
+    fig.update_xaxes(range=[-1, n_heads + 1.5], dtick=1)
+    return fig
+
+
 __all__ = [
     "accumulated_figure",
     "attention_figure",
+    "circuit_figure",
     "dla_heatmap",
+    "faithfulness_figure",
     "head_scores_figure",
     "path_matrix_figure",
     "path_patching_heatmap",
