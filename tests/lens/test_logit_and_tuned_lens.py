@@ -72,12 +72,20 @@ def test_bad_targets_and_layers_raise(tiny):
     with pytest.raises(ValueError, match="not a layer"):
         logit_lens(tiny, torch.randint(0, 50, (1, 4)), layers=[7])
     with pytest.raises(ValueError, match="k must be"):
-        logit_lens(tiny, torch.randint(0, 50, (1, 4)), k=0)
+        logit_lens(tiny, torch.randint(0, 50, (1, 4)), k=-1)
+    with pytest.raises(ValueError, match="nothing to read"):
+        logit_lens(tiny, torch.randint(0, 50, (1, 4)), k=0, kl=False)
+    with pytest.raises(ValueError, match="outside the text"):
+        logit_lens(tiny, torch.randint(0, 50, (1, 4)), positions=[4])
+    with pytest.raises(ValueError, match="positions is empty"):
+        logit_lens(tiny, torch.randint(0, 50, (1, 4)), positions=[])
+    with pytest.raises(ValueError, match="chunk_size"):
+        logit_lens(tiny, torch.randint(0, 50, (1, 4)), chunk_size=0)
     with pytest.raises(ValueError, match="layers is empty"):
         logit_lens(tiny, torch.randint(0, 50, (1, 4)), layers=[])
-    with pytest.raises(ValueError, match="outside the vocabulary"):
+    with pytest.raises(ValueError, match=r"outside the vocabulary|must lie in \[0, 50\)"):
         logit_lens(tiny, torch.tensor([[1, 2, 50]]))
-    with pytest.raises(TypeError, match="integer token ids"):
+    with pytest.raises(TypeError, match=r"integer token ids|must be integers"):
         logit_lens(tiny, torch.ones(1, 3))
     assert not any(h.fwd_hooks for h in tiny.hook_dict.values())
 

@@ -3,15 +3,34 @@
 **Logit lens** (nostalgebraist 2020): ``logits_L = softcap(LN_f(h_L) · W_U + b_U)``, exactly the model's
 own readout (``workbench.readout.resid_to_logits``) applied to ``h_L = resid_post.L``, with the final
 norm's statistics *recomputed* from ``h_L`` (never the scale cached for the last layer). At the last
-layer this is the model's output, soft-cap included (Gemma-2: ``output_logits_soft_cap``).
+layer this is the model's output, soft-cap included (Gemma-2: ``output_logits_soft_cap``; the
+family tests compare it with ``model(tokens)``).
 
-The reference distribution of "KL to final" is the model's real output of the same run (the logits
-the forward pass returns), so a readout that differed from the forward would show up as a nonzero KL
-at the last layer instead of being hidden.
+**Long texts.** Only the layers and positions asked for are read: the forward pass stops after the
+deepest asked layer (the last one when the KL is wanted) and after the last asked position (causal
+attention: later tokens cannot change earlier positions), and probes keep only the asked positions.
+Without a ``registry`` the text is fed through TransformerLens' KV cache ``forward_chunk`` positions
+at a time (attention memory ``chunk × T`` instead of ``T²``). The readout then runs over chunks of
+``chunk_size`` (row, position) pairs, one layer at a time, so no ``[layer, pos, vocab]`` or
+``[pos, vocab]`` tensor is ever built: peak memory is the residuals asked for plus a few
+``chunk_size × d_vocab`` buffers. Per chunk only what was asked is computed from the logits:
+
+* the normaliser ``log Z = log Σ_v exp(logit_v)`` (one pass; a row that under/overflows is redone
+  with the max-shifted ``logsumexp``); a probability is ``exp(logit − log Z)`` — no softmax tensor;
+* top-k: ``topk`` of the logits (the order of the probabilities), then their probabilities;
+* targets: the targets' logits and probabilities, and rank = #tokens with a larger logit;
+* KL to final (``kl=True``, the one quantity that needs the whole final distribution ``p_f``):
+  ``KL(p_f ‖ p_L) = (Σ p_f l_f − log Z_f Σ p_f) − (Σ p_f l_L − log Z_L Σ p_f)`` — two dot products
+  per row with the final distribution of the same positions (computed once per chunk), exactly 0 at
+  the last layer (both terms are the same numbers).
+
+The reference distribution of "KL to final" is the model's output distribution of the same run:
+``resid_to_logits`` of the last layer's residual, which is what the forward pass returns.
 
 Residuals are read through ``HookRegistry`` probes at ``resid_post.L`` (probes read *after* any steer
 at the same site), so the lens of a steered run shows how a steer at layer L changes the prediction
-layer by layer.
+layer by layer (with a ``registry``, the whole text is one forward pass, so its steers see absolute
+positions as usual).
 """
 
 from collections.abc import Sequence
@@ -25,7 +44,7 @@ from torch import Tensor
 from ..readout import resid_to_logits
 from ..registry import HookRegistry
 from ..tokens import Batch, token_strings
-from ..validation import check_int
+from ..validation import check_bool, check_int
 
 if TYPE_CHECKING:
     from .tuned import TunedLens
@@ -93,25 +112,75 @@ def _as_unpadded_batch(reg: HookRegistry, inputs) -> Batch:
     return batch
 
 
-def _read(reg: HookRegistry, batch: Batch, layers: list[int], *, want_logits: bool) -> tuple[Tensor, Optional[Tensor]]:
-    """One forward with temporary probes at ``resid_post`` of ``layers`` (removed again, even on
-    error); returns the stacked residuals and, with ``want_logits``, the run's own output logits."""
+def check_positions(positions: Optional[Union[int, Sequence[int]]], seq_len: int) -> list[int]:
+    """Sorted distinct positions ``0..seq_len-1`` (negative counts from the end); None = every one."""
+    if positions is None:
+        return list(range(seq_len))
+    if isinstance(positions, int) and not isinstance(positions, bool):
+        positions = [positions]
+    if isinstance(positions, (str, bytes)) or not isinstance(positions, Sequence):
+        raise TypeError(f"positions must be an int or a list of ints, got {type(positions).__name__}")
+    if len(positions) == 0:
+        raise ValueError("positions is empty; pass at least one position, or None for every position")
+    out = []
+    for p in positions:
+        check_int("position", p)
+        if not -seq_len <= p < seq_len:
+            raise ValueError(f"position {p} is outside the text of {seq_len} tokens (0..{seq_len - 1}, or negative)")
+        out.append(p % seq_len)
+    return sorted(set(out))
+
+
+def _read(
+    reg: HookRegistry, batch: Batch, layers: list[int], positions: Optional[list[int]] = None
+) -> Float[Tensor, "layer batch pos d_model"]:
+    """One forward with temporary probes at ``resid_post`` of ``layers`` keeping ``positions`` (None:
+    all), removed again even on error. The pass stops after the deepest probe."""
     names = [f"{_PROBE_PREFIX}{L}" for L in layers]
     try:
         for name, L in zip(names, layers):
-            reg.probe(name, f"resid_post.{L}", when="after")
+            reg.probe(name, f"resid_post.{L}", when="after", positions="all" if positions is None else positions)
         with torch.no_grad():
-            logits = reg.run(batch, need_logits=want_logits)
+            reg.run(batch, need_logits=False)
         records = [reg.records[name] for name in names]
         if not all(isinstance(r, Tensor) for r in records):
             raise ValueError("the lens read rows of different lengths; pass prompts of equal token length")
-        return torch.stack(records, 0), logits  # type: ignore[arg-type]
+        return torch.stack(records, 0)  # type: ignore[arg-type]
     finally:
         for name in names:
             try:
                 reg.remove(name)
             except KeyError:  # never registered (the error came earlier)
                 pass
+
+
+def _read_chunked(
+    model, tokens: Int[Tensor, "batch pos"], layers: list[int], positions: list[int], forward_chunk: int
+) -> Float[Tensor, "layer batch n_positions d_model"]:
+    """``resid_post`` of ``layers`` at ``positions``, feeding ``tokens`` through TransformerLens' KV
+    cache ``forward_chunk`` positions at a time (each chunk attends to the cached keys and values of
+    the earlier ones: the same forward pass, with attention scores ``chunk × T`` instead of ``T × T``).
+    Stops after the last asked position and the deepest asked layer."""
+    from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+
+    cfg = model.cfg
+    tokens = tokens[:, : positions[-1] + 1].to(cfg.device)
+    B, T = tokens.shape
+    cache = TransformerLensKeyValueCache.init_cache(cfg, cfg.device, B)
+    want = torch.tensor(positions, device=cfg.device)
+    reg = HookRegistry(model)
+    for L in layers:
+        reg.probe(f"{_PROBE_PREFIX}{L}", f"resid_post.{L}", when="after")
+    parts: list[Tensor] = []
+    with torch.no_grad(), reg:
+        for a in range(0, T, forward_chunk):
+            chunk = tokens[:, a : a + forward_chunk]
+            model(chunk, attention_mask=torch.ones_like(chunk), past_kv_cache=cache, stop_at_layer=layers[-1] + 1)
+            sel = want[(want >= a) & (want < a + chunk.shape[1])] - a
+            if sel.numel():
+                parts.append(torch.stack([reg.records[f"{_PROBE_PREFIX}{L}"][:, sel] for L in layers], 0))
+            reg.records.clear()
+    return torch.cat(parts, 2)
 
 
 def residuals(
@@ -127,17 +196,19 @@ def residuals(
     the temporary probes are removed again even on error. Inputs must have equal lengths (no padding)."""
     layers = check_layers(model, layers)
     reg = registry if registry is not None else HookRegistry(model)
-    return _read(reg, _as_unpadded_batch(reg, inputs), layers, want_logits=False)[0]
+    return _read(reg, _as_unpadded_batch(reg, inputs), layers)
 
 
 # --------------------------------------------------------------------------- results
 @dataclass(frozen=True)
 class LensResult:
-    """What a lens read: per row, layer and position, the top-k tokens and the targets' fate.
+    """What a lens read: per row, layer and read position, the top-k tokens and the targets' fate.
 
-    Shapes: ``top_ids``/``top_probs`` ``[batch, layer, pos, k]``; ``target_probs``/``target_ranks``
-    ``[batch, layer, pos, n_targets]`` (rank 0 = the most likely token); ``kl_to_final``
-    ``[batch, layer, pos]`` (nats, against the model's output of the same run)."""
+    Shapes: ``top_ids``/``top_probs`` ``[batch, layer, pos, k]`` (k = 0 in a targets-only read);
+    ``target_probs``/``target_ranks`` ``[batch, layer, pos, n_targets]`` (rank 0 = the most likely
+    token); ``kl_to_final`` ``[batch, layer, pos]`` (nats, against the model's output of the same
+    run) or None when it was not asked for. ``pos`` runs over ``positions`` (the absolute positions
+    read); ``tokens[b]`` are the input tokens at those positions."""
 
     layers: list[int]
     tokens: list[list[str]]
@@ -148,28 +219,32 @@ class LensResult:
     target_tokens: list[str]
     target_probs: Float[Tensor, "batch layer pos n_targets"]
     target_ranks: Int[Tensor, "batch layer pos n_targets"]
-    kl_to_final: Float[Tensor, "batch layer pos"]
+    kl_to_final: Optional[Float[Tensor, "batch layer pos"]]
     lens: str = "logit"
+    positions: Optional[list[int]] = None  # absolute positions read (None: 0..len(tokens[0])-1)
+
+    @property
+    def read_positions(self) -> list[int]:
+        return list(self.positions) if self.positions is not None else list(range(len(self.tokens[0])))
 
     def to_frame(self, row: int = 0):
-        """A long pandas table: one line per (layer, position) of ``row``."""
+        """A long pandas table: one line per (layer, read position) of ``row``."""
         import pandas as pd
 
         check_int("row", row, min=0, max=len(self.tokens) - 1)
         recs = []
+        pos = self.read_positions
         for li, L in enumerate(self.layers):
-            for p, tok in enumerate(self.tokens[row]):
-                r = {
-                    "layer": L,
-                    "pos": p,
-                    "token": tok,
-                    "top": self.top_tokens[row][li][p][0],
-                    "p_top": float(self.top_probs[row, li, p, 0]),
-                    "kl_to_final": float(self.kl_to_final[row, li, p]),
-                }
+            for pi, tok in enumerate(self.tokens[row]):
+                r = {"layer": L, "pos": pos[pi], "token": tok}
+                if self.top_ids.shape[-1]:
+                    r["top"] = self.top_tokens[row][li][pi][0]
+                    r["p_top"] = float(self.top_probs[row, li, pi, 0])
+                if self.kl_to_final is not None:
+                    r["kl_to_final"] = float(self.kl_to_final[row, li, pi])
                 for ti, t in enumerate(self.target_tokens):
-                    r[f"p[{t}]"] = float(self.target_probs[row, li, p, ti])
-                    r[f"rank[{t}]"] = int(self.target_ranks[row, li, p, ti])
+                    r[f"p[{t}]"] = float(self.target_probs[row, li, pi, ti])
+                    r[f"rank[{t}]"] = int(self.target_ranks[row, li, pi, ti])
                 recs.append(r)
         return pd.DataFrame(recs)
 
@@ -203,6 +278,103 @@ def target_ids(model, targets: Optional[Sequence[Union[str, int]]]) -> list[int]
     return ids
 
 
+# --------------------------------------------------------------------------- chunked readout
+_TINY = 1e-30  # a sum of exponentials below this (or not finite) is redone with the shifted logsumexp
+
+
+def _log_normaliser(logits: Float[Tensor, "c v"], buf: Float[Tensor, "c v"]) -> Float[Tensor, " c"]:
+    """``log Σ_v exp(logits)`` per row in one exp pass (into ``buf``); rows whose sum under- or
+    overflows float32 are recomputed with ``torch.logsumexp`` (which subtracts the max first)."""
+    torch.exp(logits, out=buf)
+    total = buf.sum(-1)
+    lse = total.log()
+    bad = ~(torch.isfinite(total) & (total > _TINY))
+    if bool(bad.any()):
+        lse[bad] = logits[bad].logsumexp(-1)
+    return lse
+
+
+def _rowdot(a: Float[Tensor, "c v"], b: Float[Tensor, "c v"]) -> Float[Tensor, " c"]:
+    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1)
+
+
+@dataclass(frozen=True)
+class _Stats:
+    top_ids: Tensor
+    top_probs: Tensor
+    target_probs: Tensor
+    target_ranks: Tensor
+    kl: Optional[Tensor]
+
+
+def _lens_stats(
+    model,
+    resid: Float[Tensor, "layer rows d_model"],
+    layers: list[int],
+    *,
+    k: int,
+    tids: list[int],
+    final_resid: Optional[Float[Tensor, "rows d_model"]],
+    final_logits: Optional[Float[Tensor, "rows d_vocab"]],
+    kl: bool,
+    translator: Optional["TunedLens"],
+    chunk_size: int,
+) -> _Stats:
+    """The lens statistics of ``resid[li, r]`` for every layer and row, ``chunk_size`` rows at a
+    time (see the module docstring for what each one needs)."""
+    n_l, R = resid.shape[:2]
+    V = model.cfg.d_vocab
+    top_ids = torch.zeros(n_l, R, k, dtype=torch.long)
+    top_probs = torch.zeros(n_l, R, k)
+    t_probs = torch.zeros(n_l, R, len(tids))
+    t_ranks = torch.zeros(n_l, R, len(tids), dtype=torch.long)
+    kls = torch.zeros(n_l, R) if kl else None
+    tid_t = torch.tensor(tids, dtype=torch.long, device=model.cfg.device)
+    c_max = min(chunk_size, R)
+    buf = torch.empty(c_max, V, device=model.cfg.device)
+    for a in range(0, R, chunk_size):
+        rows = slice(a, min(a + chunk_size, R))
+        c = rows.stop - rows.start
+        b = buf[:c]
+        if kl:
+            if final_logits is not None:
+                lf = final_logits[rows].to(model.cfg.device).float()
+            else:
+                lf = resid_to_logits(model, final_resid[rows]).float()  # type: ignore[index]
+            lse_f = _log_normaliser(lf, b)
+            pf = (lf - lse_f[:, None]).exp_()
+            mass = pf.sum(-1)
+            ref = _rowdot(pf, lf) - lse_f * mass
+            del lf
+        for li, L in enumerate(layers):
+            h = resid[li, rows]
+            logits = (translator.logits(model, h, L) if translator is not None else resid_to_logits(model, h)).float()
+            if k:
+                tl_, ti_ = logits.topk(k, -1)
+            if tids:
+                tgt = logits.index_select(1, tid_t)
+                for j in range(len(tids)):
+                    t_ranks[li, rows, j] = (logits > tgt[:, j : j + 1]).sum(-1).cpu()
+            if kl:
+                here = _rowdot(pf, logits)
+            lse = _log_normaliser(logits, b)
+            if k:
+                top_ids[li, rows] = ti_.cpu()
+                top_probs[li, rows] = (tl_ - lse[:, None]).exp().cpu()
+            if tids:
+                t_probs[li, rows] = (tgt - lse[:, None]).exp().cpu()
+            if kl:
+                kls[li, rows] = (ref - (here - lse * mass)).cpu()  # type: ignore[index]
+    return _Stats(top_ids, top_probs, t_probs, t_ranks, kls)
+
+
+def _decode_top(model, top_ids: Int[Tensor, "batch layer pos k"]) -> list[list[list[list[str]]]]:
+    """Token strings of every top id, decoding each distinct id once."""
+    uniq = torch.unique(top_ids).tolist()
+    text = dict(zip(uniq, token_strings(model, uniq)))
+    return [[[[text[i] for i in cell] for cell in layer] for layer in row] for row in top_ids.tolist()]
+
+
 def read_lens(
     model,
     resid: Float[Tensor, "layer batch pos d_model"],
@@ -213,13 +385,24 @@ def read_lens(
     k: int = 5,
     targets: Optional[Sequence[Union[str, int]]] = None,
     translator: Optional["TunedLens"] = None,
+    kl: bool = True,
+    final_resid: Optional[Float[Tensor, "batch pos d_model"]] = None,
+    positions: Optional[Sequence[int]] = None,
+    chunk_size: int = 128,
 ) -> LensResult:
-    """Turn residuals into a ``LensResult`` (logit lens, or tuned lens when ``translator`` is given).
+    """Turn residuals into a ``LensResult`` (logit lens, or tuned lens when ``translator`` is given),
+    in chunks of ``chunk_size`` (row, position) pairs.
 
-    ``final_logits`` is the reference of the KL: the model's output of the run the residuals come
-    from. Without it, ``layers`` must hold the last layer, whose readout is that output."""
-    check_int("k", k, min=1, max=model.cfg.d_vocab)
+    The KL's reference (``kl=True``) is the model's output of the run the residuals come from: the
+    readout of ``final_resid`` (the last layer's residual), or ``final_logits``; without either,
+    ``layers`` must hold the last layer. ``positions`` labels the residuals' position axis (default
+    ``0..pos-1``)."""
+    check_int("k", k, min=0, max=model.cfg.d_vocab)
+    check_bool("kl", kl)
+    check_int("chunk_size", chunk_size, min=1)
     tids = target_ids(model, targets)
+    if not k and not tids and not kl:
+        raise ValueError("nothing to read: k=0, no targets and kl=False; ask for top-k, targets or the KL")
     n_layers = model.cfg.n_layers
     layers = list(layers)
     if resid.ndim != 4 or resid.shape[0] != len(layers) or resid.shape[-1] != model.cfg.d_model:
@@ -229,49 +412,53 @@ def read_lens(
         )
     if tuple(input_tokens.shape) != tuple(resid.shape[1:3]):
         raise ValueError(f"input_tokens {tuple(input_tokens.shape)} do not match resid {tuple(resid.shape[1:3])}")
+    B, P = input_tokens.shape
+    if positions is not None and len(positions) != P:
+        raise ValueError(f"positions has {len(positions)} entries but the residuals have {P} positions")
+    if final_logits is not None and tuple(final_logits.shape) != (B, P, model.cfg.d_vocab):
+        raise ValueError(f"final_logits must be [{B}, {P}, {model.cfg.d_vocab}], got {tuple(final_logits.shape)}")
     if translator is not None:
         translator.check(model)
+    if final_resid is not None and tuple(final_resid.shape) != (B, P, model.cfg.d_model):
+        raise ValueError(f"final_resid must be [{B}, {P}, {model.cfg.d_model}], got {tuple(final_resid.shape)}")
+    if kl and final_logits is None and final_resid is None:
+        if (n_layers - 1) not in layers:
+            raise ValueError(
+                f"read_lens needs final_logits or final_resid, or the last layer ({n_layers - 1}) among `layers` "
+                "(its readout is the model's output), for kl=True"
+            )
+        final_resid = resid[layers.index(n_layers - 1)]
     with torch.no_grad():
-        if final_logits is None:
-            if (n_layers - 1) not in layers:
-                raise ValueError(
-                    f"read_lens needs final_logits, or the last layer ({n_layers - 1}) among `layers` (its readout "
-                    "is the model's output)"
-                )
-            final_logits = resid_to_logits(model, resid[layers.index(n_layers - 1)])
-        tops, topp, tp, tr, kls = [], [], [], [], []
-        for li, L in enumerate(layers):
-            h = resid[li]
-            logits = translator.logits(model, h, L) if translator is not None else resid_to_logits(model, h)
-            probs = logits.float().softmax(-1)
-            p, i = probs.topk(k, -1)
-            tops.append(i)
-            topp.append(p)
-            if tids:
-                tprob = probs[..., tids]
-                tp.append(tprob)
-                # rank = number of tokens strictly more likely than the target (0 = top-1)
-                tr.append(torch.stack([(probs > tprob[..., j : j + 1]).sum(-1) for j in range(len(tids))], -1))
-            kls.append(kl_to_final(final_logits, logits))
-    B, T = input_tokens.shape
-    top_ids = torch.stack(tops, 1).cpu()
-    top_tokens = [
-        [[token_strings(model, top_ids[b, li, p].tolist()) for p in range(T)] for li in range(len(layers))]
-        for b in range(B)
-    ]
-    empty = torch.zeros(B, len(layers), T, 0)
+        st = _lens_stats(
+            model,
+            resid.reshape(len(layers), B * P, -1),
+            layers,
+            k=k,
+            tids=tids,
+            final_resid=None if final_resid is None else final_resid.reshape(B * P, -1),
+            final_logits=None if final_logits is None else final_logits.reshape(B * P, -1),
+            kl=kl,
+            translator=translator,
+            chunk_size=chunk_size,
+        )
+
+    def per_row(x: Tensor) -> Tensor:  # [layer, B*P, ...] -> [B, layer, P, ...]
+        return x.view(len(layers), B, P, *x.shape[2:]).transpose(0, 1).contiguous()
+
+    top_ids = per_row(st.top_ids)
     return LensResult(
         layers=layers,
         tokens=[token_strings(model, input_tokens[b].tolist()) for b in range(B)],
         top_ids=top_ids,
-        top_tokens=top_tokens,
-        top_probs=torch.stack(topp, 1).cpu(),
+        top_tokens=_decode_top(model, top_ids) if k else [[[[] for _ in range(P)] for _ in layers] for _ in range(B)],
+        top_probs=per_row(st.top_probs),
         target_ids=tids,
         target_tokens=token_strings(model, tids),
-        target_probs=torch.stack(tp, 1).cpu() if tids else empty,
-        target_ranks=torch.stack(tr, 1).cpu() if tids else empty.long(),
-        kl_to_final=torch.stack(kls, 1).cpu(),
+        target_probs=per_row(st.target_probs),
+        target_ranks=per_row(st.target_ranks),
+        kl_to_final=None if st.kl is None else per_row(st.kl),
         lens="tuned" if translator is not None else "logit",
+        positions=list(positions) if positions is not None else None,
     )
 
 
@@ -280,31 +467,66 @@ def logit_lens(
     inputs,
     *,
     layers: Optional[Sequence[int]] = None,
+    positions: Optional[Union[int, Sequence[int]]] = None,
     k: int = 5,
     targets: Optional[Sequence[Union[str, int]]] = None,
+    kl: bool = True,
     registry: Optional[HookRegistry] = None,
     tuned: Optional["TunedLens"] = None,
+    chunk_size: int = 128,
+    forward_chunk: int = 512,
 ) -> LensResult:
-    """Logit lens (nostalgebraist 2020) at ``resid_post`` of every layer (or ``layers``): top-``k``
-    tokens with probabilities, the probability and rank of each target, and the KL to the model's
-    output of the same forward pass. The final norm is recomputed for each layer's residual.
+    """Logit lens (nostalgebraist 2020) at ``resid_post`` of every layer (or ``layers``) and every
+    position (or ``positions``, negative from the end): top-``k`` tokens with probabilities, the
+    probability and rank of each target, and (``kl=True``) the KL to the model's output of the same
+    forward pass. The final norm is recomputed for each layer's residual.
 
-    ``registry``: a ``HookRegistry`` whose enabled steers shape the run (the lens of a steered run);
-    ``tuned``: a ``TunedLens`` to read through instead (Belrose et al. 2023)."""
+    Modes: ``k=0`` with ``targets`` reads only the targets; ``kl=False`` skips the final
+    distribution (and, with shallow ``layers``, the rest of the forward pass). ``chunk_size`` bounds
+    the (row, position) pairs unembedded at once (memory ≈ a few ``chunk_size × d_vocab`` floats);
+    ``forward_chunk`` the positions per forward chunk (without ``registry``).
+
+    ``registry``: a ``HookRegistry`` whose enabled steers shape the run (the lens of a steered run;
+    one forward pass over the whole text); ``tuned``: a ``TunedLens`` to read through instead
+    (Belrose et al. 2023)."""
     want = check_layers(model, layers)
-    check_int("k", k, min=1, max=model.cfg.d_vocab)
+    check_int("k", k, min=0, max=model.cfg.d_vocab)
+    check_bool("kl", kl)
+    check_int("chunk_size", chunk_size, min=1)
+    check_int("forward_chunk", forward_chunk, min=1)
     tids = target_ids(model, targets)
+    if not k and not tids and not kl:
+        raise ValueError("nothing to read: k=0, no targets and kl=False; ask for top-k, targets or the KL")
     if tuned is not None:
         tuned.check(model)
     reg = registry if registry is not None else HookRegistry(model)
     batch = _as_unpadded_batch(reg, inputs)
-    resid, final = _read(reg, batch, want, want_logits=True)
-    return read_lens(model, resid, want, batch.tokens, final_logits=final, k=k, targets=tids, translator=tuned)
+    pos = check_positions(positions, batch.tokens.shape[1])
+    read = sorted(set(want) | ({model.cfg.n_layers - 1} if kl else set()))
+    if registry is None:
+        resid = _read_chunked(model, batch.tokens, read, pos, forward_chunk)
+    else:
+        resid = _read(reg, batch, read, pos)
+    final_resid = resid[read.index(model.cfg.n_layers - 1)] if kl else None
+    return read_lens(
+        model,
+        resid[[read.index(L) for L in want]],
+        want,
+        batch.tokens[:, pos],
+        k=k,
+        targets=tids,
+        translator=tuned,
+        kl=kl,
+        final_resid=final_resid,
+        positions=pos,
+        chunk_size=chunk_size,
+    )
 
 
 __all__ = [
     "LensResult",
     "check_layers",
+    "check_positions",
     "check_tokens",
     "kl_to_final",
     "lens_logits",
