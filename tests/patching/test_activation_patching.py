@@ -203,3 +203,21 @@ def test_embedded_resid_pre_grid_equals_transformer_lens(embedded):
     ours = activation_patch(embedded, task.clean, task.corrupted, metric, "resid_pre", layers=layers)[layers]
     assert (ours - ref).abs().max() < 1e-4
     assert ref[-1, -1] > 0.9  # by the last layer the answer lives in the last position's residual
+
+
+def test_a_hooked_attention_runs_through_transformer_lens_block_and_still_matches():
+    """A hook on an attention internal the fused block does not call (hook_pattern) sends that
+    layer through TransformerLens' own block (the plan names it); the grid still equals TL's."""
+    from workbench.patching.reuse import record_corrupted, sweep_plan
+
+    model = family_model("gemma2")
+    task = random_task(model.cfg.d_vocab, n=2, seq_len=7, seed=4)
+    handle = model.blocks[1].attn.hook_pattern.register_forward_hook(lambda mod, inp, out: None)
+    try:
+        plan = sweep_plan(model, record_corrupted(model, task.corrupted, [0, 1]))
+        assert plan.fused == [True, False] and "hook_pattern" in plan.why[1] and not plan.only_last
+        _assert_grids_equal_transformer_lens(model, task, schedules=("kv_reuse",))
+    finally:
+        handle.remove()
+    plan = sweep_plan(model, record_corrupted(model, task.corrupted, [0, 1]))
+    assert plan.fused == [True, True] and plan.only_last

@@ -47,6 +47,7 @@ from transformer_lens.components.transformer_block import TransformerBlock
 
 from ..edits import EditContext
 from ..registry import HookRegistry
+from .fused import PackedQKV, fused_block, fused_blockers, pack_qkv, rotate_keys
 from .metric import LogitDiffMetric
 from .rules import recorded
 
@@ -130,12 +131,38 @@ class _Patch:
     all_positions: bool  # heads_all_pos: every position patched
 
 
-def _entry(keys: Tensor, values: Tensor, start: int, prompt_of: Tensor):
-    if start == 0:
-        return None
-    return TransformerLensKeyValueCacheEntry(
-        keys[:, :start].index_select(0, prompt_of), values[:, :start].index_select(0, prompt_of), frozen=True
-    )
+@dataclass(frozen=True)
+class SweepPlan:
+    """How each block runs in the sweeps: fused (``workbench.patching.fused``) or TransformerLens'
+    own ``TransformerBlock.forward``; the prefix keys each one attends to (rotated for fused blocks,
+    as TransformerLens' cache holds them for the others); whether the last block computes only the
+    last position."""
+
+    fused: list[bool]
+    why: list[str]  # per layer: "" (fused) or why TransformerLens' block runs
+    packed: dict[int, PackedQKV]
+    keys: list[Tensor]
+    values: list[Tensor]
+    only_last: bool
+
+
+def sweep_plan(model, run: CorruptedRun) -> SweepPlan:
+    """The plan for this model as it is now (hooks included), before any patching steer is added."""
+    fused, why, packed, keys = [], [], {}, []
+    for L, block in enumerate(model.blocks):
+        blockers = fused_blockers(block, L)
+        fused.append(not blockers)
+        why.append("; ".join(blockers))
+        if not blockers:
+            packed[L] = pack_qkv(block.attn)
+            keys.append(rotate_keys(block.attn, run.keys[L]))
+        else:
+            keys.append(run.keys[L])
+    return SweepPlan(fused, why, packed, keys, run.values, only_last=fused[-1])
+
+
+def _prefix(keys: Tensor, values: Tensor, start: int, prompt_of: Tensor) -> tuple[Tensor, Tensor]:
+    return keys[:, :start].index_select(0, prompt_of), values[:, :start].index_select(0, prompt_of)
 
 
 def _sweep(
@@ -145,6 +172,7 @@ def _sweep(
     site: Optional[str],
     clean: dict[int, Tensor],
     run: CorruptedRun,
+    plan: SweepPlan,
     metric: LogitDiffMetric,
     n: int,
 ) -> Tensor:
@@ -152,31 +180,35 @@ def _sweep(
     ``group`` (sorted by layer); returns the unnormalised LD of every row (patch-major, prompt-minor)."""
     dev = model.cfg.device
     n_layers = model.cfg.n_layers
+    T = run.keys[0].shape[1]
     by_layer: dict[int, list[_Patch]] = defaultdict(list)
     for pt in group:
         by_layer[pt.layer].append(pt)
     first = group[0].layer
     prompts = torch.arange(n, device=dev)
+
+    def width(L: int) -> int:  # positions the hooks of block L see
+        return 1 if (L == n_layers - 1 and plan.only_last) else T - start
+
     reg = HookRegistry(model)
     rows_before = 0
     for L in sorted(by_layer):
         joining = by_layer[L]
         k = len(joining) * n
-        width = run.resid_pre[L].shape[1] - start
         if site is not None:
             rows = prompts.repeat(len(joining))
-            vals = clean[L][rows, start:]
+            vals = clean[L][rows, T - width(L) :]
             heads = None
             if joining[0].head is not None:
                 heads = torch.tensor([pt.head for pt in joining], device=dev).repeat_interleave(n)
-            mask = torch.zeros(rows_before + k, width, dtype=torch.bool)
+            mask = torch.zeros(rows_before + k, width(L), dtype=torch.bool)
             if joining[0].all_positions:
                 mask[rows_before:] = True
             else:
                 mask[rows_before:, 0] = True
             reg.steer(f"join{L}", f"{site}.{L}", JoinPatch(vals, heads), positions=mask)
         rows_before += k
-    resid: Optional[Tensor] = None
+    resid = torch.empty(0, T - start, model.cfg.d_model, device=dev, dtype=model.cfg.dtype)
     prompt_of = torch.empty(0, dtype=torch.long, device=dev)
     with torch.no_grad(), reg:
         for L in range(first, n_layers):
@@ -187,16 +219,17 @@ def _sweep(
                 if site is None:  # resid_pre: the clean residual enters at the patched position
                     x = x.clone()
                     x[:, 0] = clean[L][rows, start].to(x.dtype)
-                resid = x if resid is None else torch.cat([resid, x], 0)
+                resid = torch.cat([resid, x], 0)
                 prompt_of = torch.cat([prompt_of, rows])
-            assert resid is not None  # the group's first layer joins rows
-            pos = None if run.pos_embed is None else run.pos_embed[prompt_of, start:]
-            resid = model.blocks[L](
-                resid,
-                past_kv_cache_entry=_entry(run.keys[L], run.values[L], start, prompt_of),
-                shortformer_pos_embed=pos,
-            )
-    assert resid is not None
+            pk, pv = _prefix(plan.keys[L], plan.values[L], start, prompt_of) if start else (None, None)
+            if plan.fused[L]:
+                resid = fused_block(
+                    model.blocks[L], resid, plan.packed[L], pk, pv, start, only_last=width(L) == 1 and start < T - 1
+                )
+            else:
+                entry = None if pk is None else TransformerLensKeyValueCacheEntry(pk, pv, frozen=True)
+                pos = None if run.pos_embed is None else run.pos_embed[prompt_of, start:]
+                resid = model.blocks[L](resid, past_kv_cache_entry=entry, shortformer_pos_embed=pos)
     return metric.per_row_resid(model, resid[:, -1], prompt_of)
 
 
@@ -215,14 +248,22 @@ def kv_reuse_patch_lds(
 
     ``clean[L]`` is the clean activation at ``{site}.L`` (``site`` None: ``resid_pre``, patched by
     replacing the block input); ``patches_by_layer[L]`` lists the patches of layer L as
-    ``(position or None, head or None)``; a patch without a position patches every position."""
-    n = next(iter(run.resid_pre.values())).shape[0]
-    T = next(iter(run.resid_pre.values())).shape[1]
+    ``(position or None, head or None)``; a patch without a position patches every position.
+
+    When the last block computes only the last position, a patch of ``attn_out``, ``mlp_out`` or a
+    head of the last block at an earlier position reaches nothing that is read out: its LD is the
+    corrupted run's, without a forward pass."""
+    n, T = run.keys[0].shape[:2]
+    plan = sweep_plan(model, run)
+    last = model.cfg.n_layers - 1
     starts: dict[int, list[_Patch]] = defaultdict(list)
+    out = {L: torch.empty(len(patches)) for L, patches in patches_by_layer.items()}
     for L, patches in patches_by_layer.items():
         for j, (p, h) in enumerate(patches):
+            if site is not None and L == last and plan.only_last and p is not None and p < T - 1:
+                out[L][j] = metric.ld_corrupted
+                continue
             starts[0 if p is None else p].append(_Patch(L, j, 0 if p is None else p, h, p is None))
-    out = {L: torch.empty(len(patches)) for L, patches in patches_by_layer.items()}
     from tqdm.auto import tqdm
 
     for s in tqdm(sorted(starts), desc="patching (start positions)", disable=not progress):
@@ -230,7 +271,7 @@ def kv_reuse_patch_lds(
         per_sweep = max(1, tokens_per_pass // ((T - s) * n))
         for g in range(0, len(todo), per_sweep):
             group = todo[g : g + per_sweep]
-            lds = _sweep(model, group, s, site, clean, run, metric, n).view(len(group), n).mean(1).cpu()
+            lds = _sweep(model, group, s, site, clean, run, plan, metric, n).view(len(group), n).mean(1).cpu()
             for pt, v in zip(group, lds):
                 out[pt.layer][pt.index] = v
     return out
@@ -280,9 +321,11 @@ def schedule_flops(model, seq_len: int, n_prompts: int, starts_layers: Sequence[
 __all__ = [
     "CorruptedRun",
     "JoinPatch",
+    "SweepPlan",
     "kv_reuse_blocker",
     "kv_reuse_patch_lds",
     "record_corrupted",
     "schedule_flops",
+    "sweep_plan",
     "token_layer_flops",
 ]
