@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
+import einops
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
@@ -127,18 +128,25 @@ class EdgeScores:
         return mask
 
 
+def _flat(x: Tensor) -> Tensor:
+    """``[b, p, k, d] → [k, b·p·d]`` (contiguous), so that a block of edge scores is one matmul."""
+    return einops.rearrange(x, "b p k d -> k (b p d)").contiguous()
+
+
 def _scores_from(model, graph: Graph, delta: dict[str, Tensor], grads: dict[str, Tensor]) -> Tensor:
-    """``Σ_{b, p, d} Δa_u · g_v`` for every edge, sender group by receiver site."""
+    """``Σ_{b, p, d} Δa_u · g_v`` for every edge: one matmul per (sender group, receiver site)."""
     scores = torch.full(graph.edges.shape, float("nan"))
+    flat_g = {}
+    for site, g in grads.items():
+        flat_g[site] = _flat(g[:, :, None] if g.ndim == 3 else g)
     for group, rows in zip(graph.groups, graph.group_rows):
-        d = group_outputs(model, group, delta[group_site(group)])  # [b, p, k, d_model]
+        d = _flat(group_outputs(model, group, delta[group_site(group)]))  # [k, b·p·d]
         for site, cols in zip(graph.sites, graph.site_cols):
             sub = graph.edges[list(rows)][:, list(cols)]
             if not bool(sub.any()):
                 continue
-            g = grads[site]
-            g = g[:, :, None] if g.ndim == 3 else g  # [b, p, r, d_model]
-            block = torch.einsum("bpkd,bprd->kr", d.to(g.dtype), g).cpu().float()
+            g = flat_g[site]
+            block = (d.to(g.dtype) @ g.T).cpu().float()
             r_idx, c_idx = torch.tensor(rows)[:, None], torch.tensor(cols)[None, :]
             scores[r_idx, c_idx] = torch.where(sub, block, torch.full_like(block, float("nan")))
     return scores

@@ -35,10 +35,14 @@ from .path_patching import check_pair
 
 class _PassState:
     """What the receiver steers of one forward pass share: the registry (for the senders' current
-    outputs), their corrupted outputs per row, and which edges each row drops."""
+    outputs), the senders' corrupted outputs and the receivers' corrupted inputs per row, and which
+    edges each row keeps."""
 
-    def __init__(self, model, reg: HookRegistry, graph: Graph, corr: dict[str, Tensor], drop: Tensor) -> None:
-        self.model, self.reg, self.graph, self.corr, self.drop = model, reg, graph, corr, drop
+    def __init__(
+        self, model, reg: HookRegistry, graph: Graph, corr: dict[str, Tensor], keep: Tensor, drop: Tensor
+    ) -> None:
+        self.model, self.reg, self.graph, self.corr = model, reg, graph, corr
+        self.keep, self.drop = keep, drop  # [rows, sender, receiver]
         self.delta: dict[int, Tensor] = {}  # group index -> [rows, pos, k, d_model], current − corrupted
 
     def group_delta(self, gi: int) -> Tensor:
@@ -49,9 +53,22 @@ class _PassState:
             self.delta[gi] = cur - group_outputs(self.model, group, self.corr[site]).to(cur.dtype)
         return self.delta[gi]
 
+    def summed(self, which: Tensor, cols: list[int], dtype) -> Optional[Tensor]:
+        """``Σ_u which[b, u, v] (a_u − a_u^corr)`` for the receivers ``cols``: ``[rows, pos, r, d]``."""
+        total = None
+        for gi, rows in enumerate(self.graph.group_rows):
+            w = which[:, list(rows)][:, :, cols]  # [batch, k, r]
+            if not bool(w.any()):
+                continue
+            term = torch.einsum("bpkd,bkr->bprd", self.group_delta(gi), w.to(dtype))
+            total = term if total is None else total + term
+        return total
+
 
 class _DropEdges:
-    """Edit at a receiver site: subtract ``Σ_{dropped u→v} (a_u − a_u^corr)`` for its receivers."""
+    """Edit at a receiver site: the input with every dropped edge's sender at its corrupted output.
+    Either ``x − Σ_{dropped}(a_u − a_u^corr)`` or, when the circuit keeps fewer edges into these
+    receivers than it drops, the equal ``x^corr + Σ_{kept}(a_u − a_u^corr)`` (less work)."""
 
     def __init__(self, state: _PassState, site_index: int) -> None:
         self.state, self.si = state, site_index
@@ -59,16 +76,18 @@ class _DropEdges:
     def __call__(self, acts: Tensor, ctx: EditContext) -> Tensor:
         st = self.state
         cols = list(st.graph.site_cols[self.si])
-        correction = None
-        for gi, rows in enumerate(st.graph.group_rows):
-            d = st.drop[:, list(rows)][:, :, cols]  # [batch, k, r]
-            if not bool(d.any()):
-                continue
-            term = torch.einsum("bpkd,bkr->bprd", st.group_delta(gi), d.to(acts.dtype))
-            correction = term if correction is None else correction + term
-        if correction is None:
+        site = st.graph.sites[self.si]
+        n_keep = int(st.keep[:, :, cols].sum())
+        n_drop = int(st.drop[:, :, cols].sum())
+        if n_drop == 0:
             return acts.clone()
-        return acts - (correction if acts.ndim == 4 else correction[:, :, 0])
+        if n_keep < n_drop:
+            base, sign, total = st.corr[site].to(acts.dtype), 1.0, st.summed(st.keep, cols, acts.dtype)
+        else:
+            base, sign, total = acts, -1.0, st.summed(st.drop, cols, acts.dtype)
+        if total is None:
+            return base.clone()
+        return base + sign * (total if acts.ndim == 4 else total[:, :, 0])
 
 
 def _check_keep(graph: Graph, keep: Tensor) -> Tensor:
@@ -96,16 +115,18 @@ def circuit_metric(
     check_bool("progress", progress)
     n, T = clean.shape
     group_sites = [group_site(g) for g in graph.groups]
-    reg = HookRegistry(model)
-    for s in group_sites:
-        reg.probe(s, s)
-    with torch.no_grad():
-        reg.run(corrupted, need_logits=False)
-    corr = {s: reg.records[s] for s in group_sites}
+    with split_inputs(model):  # senders' outputs and receivers' inputs of the corrupted run
+        reg = HookRegistry(model)
+        for s in [*group_sites, *graph.sites]:
+            reg.probe(s, s, when="before")
+        with torch.no_grad():
+            reg.run(corrupted, need_logits=False)
+        corr = {s: reg.records[s] for s in [*group_sites, *graph.sites]}
     C = keep.shape[0]
     rows_total = C * n
     per_pass = max(1, tokens_per_pass // T)
     lds = torch.empty(rows_total)
+    keep = keep & graph.edges[None]
     drops_all = graph.edges[None] & ~keep  # [C, U, V]
     from tqdm.auto import tqdm
 
@@ -114,7 +135,8 @@ def circuit_metric(
         circ_of, prompt_of = rows // n, rows % n
         with split_inputs(model):
             reg = HookRegistry(model)
-            state = _PassState(model, reg, graph, {s: v[prompt_of] for s, v in corr.items()}, drops_all[circ_of])
+            rows_corr = {s: v[prompt_of] for s, v in corr.items()}
+            state = _PassState(model, reg, graph, rows_corr, keep[circ_of], drops_all[circ_of])
             for s in group_sites:
                 reg.probe(f"s:{s}", s)
             for si, site in enumerate(graph.sites):

@@ -111,6 +111,7 @@ _attach("workbench.cli.sae", "sae", "Sparse autoencoders: train, scores, dashboa
 _attach("workbench.cli.lens", "lens")
 _attach("workbench.cli.patching", "patching")
 _attach("workbench.cli.tour", "tour")
+_attach("workbench.cli.circuit", "circuit")
 
 
 # Errors a user's input causes: one line, exit code 2. Anything else is a bug and keeps its traceback.
