@@ -71,3 +71,21 @@ def bakeoff_result(methods=("mean_diff", "ace"), **kwargs) -> BakeoffResult:
     return BakeoffResult(
         BakeoffConfig.small(methods=methods), table, completions, summary, winners["range"], 1.5, {}, winners
     )
+
+
+def ctx_for(acts):
+    """An EditContext selecting every position of ``acts`` ``[batch, pos, d]`` (a prompt pass)."""
+    import torch
+
+    from workbench.edits import EditContext
+    from workbench.sites import Site
+
+    b, p = acts.shape[0], acts.shape[1]
+    return EditContext(
+        Site(0, "resid_post"),
+        torch.ones(b, p, dtype=torch.bool),
+        torch.arange(p).expand(b, p),
+        torch.full((b,), p),
+        torch.full((b,), p),
+        0,
+    )

@@ -62,7 +62,7 @@ def test_conceptset_rejects_bad_input_with_clear_errors():
     with pytest.raises(ConceptDataError, match="empty or not a string"):
         ConceptSet("x", ["ok", "  "], ["b", "c"])
     with pytest.raises(ConceptDataError, match="paired"):
-        ConceptSet("x", ["a", "b"], ["c"], paired=True, max_ratio=3)
+        ConceptSet("x", ["a", "b"], ["c"], paired=True, max_ratio=3.0)
     with pytest.raises(ConceptDataError, match="no concept named"):
         load_concept("no_such_concept")
 

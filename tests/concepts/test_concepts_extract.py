@@ -1,3 +1,5 @@
+import inspect
+
 import pytest
 import torch
 
@@ -49,7 +51,7 @@ def test_extract_stops_at_the_deepest_requested_layer(embedded):
 
 def test_extract_rejects_bad_input(tiny):
     with pytest.raises(ValueError, match="reduce"):
-        extract(tiny, ["a"], "resid_post.0", "max")
+        inspect.unwrap(extract)(tiny, ["a"], "resid_post.0", "max")  # below the signature check
     with pytest.raises(ValueError, match="tokenizer"):
         extract(tiny, ["a"], "resid_post.0")
     with pytest.raises(ValueError, match="batch_size"):
@@ -64,3 +66,32 @@ def test_extract_errors_name_the_text_and_leave_no_probe(embedded):
     with pytest.raises(ValueError, match="max_tokens"):
         extract(embedded, ["a b c d e f g h"], "resid_post.0", max_tokens=3, registry=reg, progress=False)
     assert len(reg.describe()) == 0
+
+
+@pytest.mark.embedded
+def test_extract_tokens_and_steered_reads_match_transformer_lens(embedded):
+    """``reduce="tokens"`` is every token after the first, text after text; ``steers`` read the edited
+    model (checked against run_with_cache with a TransformerLens hook doing the same edit)."""
+    from workbench.edits import AddVector
+
+    got = extract(embedded, TEXTS, "resid_post.3", "tokens", batch_size=2, progress=False)["resid_post.3"]
+    v = torch.randn(embedded.cfg.d_model, generator=torch.Generator().manual_seed(0))
+    steered = extract(
+        embedded,
+        TEXTS,
+        "resid_post.3",
+        "mean",
+        steers={"resid_post.1": AddVector(v, 3.0)},
+        batch_size=2,
+        progress=False,
+    )["resid_post.3"]
+    plain, moved = [], []
+    for t in TEXTS:
+        tokens = embedded.to_tokens(t, prepend_bos=False)
+        _, cache = embedded.run_with_cache(tokens, names_filter="blocks.3.hook_resid_post")
+        plain.append(cache["blocks.3.hook_resid_post"][0, 1:])
+        with embedded.hooks(fwd_hooks=[("blocks.1.hook_resid_post", lambda a, hook: a + 3.0 * v)]):
+            _, cache = embedded.run_with_cache(tokens, names_filter="blocks.3.hook_resid_post")
+        moved.append(cache["blocks.3.hook_resid_post"][0, 1:].mean(0))
+    torch.testing.assert_close(got, torch.cat(plain, 0), atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(steered, torch.stack(moved), atol=1e-3, rtol=1e-4)

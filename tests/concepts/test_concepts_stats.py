@@ -1,6 +1,8 @@
 """The percentile bootstrap against a brute-force loop (same resamples, exact) and against
 scipy.stats.bootstrap (independent resamples, within Monte-Carlo error)."""
 
+import inspect
+
 import numpy as np
 import pytest
 from scipy import stats as sps
@@ -8,6 +10,7 @@ from scipy import stats as sps
 from workbench.concepts.stats import (
     Interval,
     bootstrap_ci,
+    bootstrap_distribution,
     mean_ci,
     percentile_interval,
     pooled_ratio_ci,
@@ -67,12 +70,12 @@ def test_validation_and_nan_resamples():
     with pytest.raises(ValueError, match="must reduce"):
         bootstrap_ci(lambda x: x, np.ones(5))  # not reduced over units
     with pytest.raises(TypeError, match="callable"):
-        bootstrap_ci(3, np.ones(5))
+        inspect.unwrap(bootstrap_distribution)(3, np.ones(5))  # our check, below the signature check
     with pytest.raises(ValueError, match="level"):
         mean_ci(np.ones(5), level=1.0)
     with pytest.raises(TypeError, match="n_boot"):
-        mean_ci(np.ones(5), n_boot=10.0)
+        inspect.unwrap(mean_ci)(np.ones(5), n_boot=10.0)
     assert np.isnan(percentile_interval(np.array([np.nan, np.nan]))[0])
     assert mean_ci([np.nan, 1.0, 2.0], skipna=True).n_units == 2
     a, b = Interval(0.5, 0.4, 0.6), Interval(0.7, 0.61, 0.8)
-    assert not a.overlaps(b) and a.overlaps(Interval(0.6, 0.6, 0.7)) and a.overlaps(Interval(1, np.nan, 1))
+    assert not a.overlaps(b) and a.overlaps(Interval(0.6, 0.6, 0.7)) and a.overlaps(Interval(1.0, np.nan, 1.0))

@@ -2,8 +2,10 @@ import math
 
 import pytest
 import torch
+from concept_helpers import ctx_for
 
 from workbench.concepts import AblateAndAdd, ACEEdit, GCAVEdit, RowGroups, fit_vector, gcav_epsilon, steering_edit
+from workbench.concepts.transport import TransportEdit
 from workbench.edits import AddVector
 from workbench.registry import HookRegistry
 from workbench.sites import Site
@@ -76,10 +78,10 @@ def test_gcav_rejects_bad_targets():
         GCAVEdit(torch.ones(4), 0.0, 1.0)
     with pytest.raises(ValueError, match="exactly one"):
         GCAVEdit(torch.ones(4), 0.0, 0.9, target_logit=3.0)
-    with pytest.raises(ValueError, match="mode"):
+    with pytest.raises((ValueError, TypeError), match="mode"):  # TypeError: the signature check, when on
         GCAVEdit(torch.ones(4), 0.0, 0.9, "push")
     edit = GCAVEdit(torch.tensor([2.0, 0.0]), 1.0, target_logit=41.0)  # p = 1 - 1.6e-18: only a logit can say it
-    assert edit(torch.zeros(1, 1, 2), None)[0, 0, 0].item() == pytest.approx(20.0)
+    assert edit(torch.zeros(1, 1, 2), ctx_for(torch.zeros(1, 1, 2)))[0, 0, 0].item() == pytest.approx(20.0)
 
 
 def test_ablation_and_ace_edits_set_the_component(tiny):
@@ -138,7 +140,7 @@ def test_steering_edit_per_method():
         vec = fit_vector(method, site, pos, neg, all_training=pool)
         for toward in ("positive", "negative"):
             e = steering_edit(vec, 2.0, toward)
-            push = e(h, None)[0, 0]
+            push = e(h, ctx_for(h))[0, 0]
             assert float(push.norm()) == pytest.approx(2.0 * r_norm, rel=1e-4)  # same push length for every method
             side = float(push @ (pos.mean(0) - neg.mean(0)))
             assert (side > 0) == (toward == "positive")
@@ -148,11 +150,11 @@ def test_steering_edit_per_method():
     assert e.target_logit == pytest.approx(-2.0 * lg.params["w_norm"] * r_norm)
     # a token on the boundary ends up 2·‖r‖ past it along v
     h0 = (-lg.bias / lg.params["w_norm"]) * lg.unit
-    moved = e(h0[None, None], None)[0, 0]
+    moved = e(h0[None, None], ctx_for(h0[None, None]))[0, 0]
     assert float((moved - h0) @ lg.unit) == pytest.approx(-2.0 * r_norm, rel=1e-4)
     with pytest.raises(ValueError, match="must be > 0"):
         steering_edit(lg, -1.0)
-    with pytest.raises(ValueError, match="toward"):
+    with pytest.raises((ValueError, TypeError), match="toward"):  # TypeError: the signature check, when on
         steering_edit(lg, 0.9, "up")
 
 
@@ -168,35 +170,36 @@ def test_ablate_and_add_and_ace_equal_their_formulas():
     for coeff in (0.0, 1.5, -4.0):
         ablated = hd - torch.einsum("bpd,d->bp", hd, r_hat)[..., None] * r_hat + coeff * rd
         ace = hd - torch.einsum("bpd,d->bp", hd - md, r_hat)[..., None] * r_hat + coeff * rd
-        torch.testing.assert_close(AblateAndAdd(r, coeff)(h, None).double(), ablated, atol=1e-4, rtol=1e-5)
-        torch.testing.assert_close(ACEEdit(r, mu0, coeff)(h, None).double(), ace, atol=1e-4, rtol=1e-5)
+        torch.testing.assert_close(AblateAndAdd(r, coeff)(h, ctx_for(h)).double(), ablated, atol=1e-4, rtol=1e-5)
+        torch.testing.assert_close(ACEEdit(r, mu0, coeff)(h, ctx_for(h)).double(), ace, atol=1e-4, rtol=1e-5)
     # and they are the compositions of the basic edits, step by step
     from workbench.edits import Compose, ProjectOut
 
-    assert torch.equal(AblateAndAdd(r, 2.0)(h, None), AddVector(r, 2.0)(ProjectOut(r)(h, None), None))
+    assert torch.equal(AblateAndAdd(r, 2.0)(h, ctx_for(h)), AddVector(r, 2.0)(ProjectOut(r)(h, ctx_for(h)), ctx_for(h)))
     steps = Compose(AddVector(mu0, -1.0), ProjectOut(r), AddVector(mu0, 1.0), AddVector(r, 2.0))
-    assert torch.equal(ACEEdit(r, mu0, 2.0)(h, None), steps(h, None))
+    assert torch.equal(ACEEdit(r, mu0, 2.0)(h, ctx_for(h)), steps(h, ctx_for(h)))
     with pytest.raises(ValueError, match=r"ACEEdit\.r has shape"):
-        ACEEdit(r, mu0)(torch.zeros(1, 1, d + 1), None)
+        ACEEdit(r, mu0)(torch.zeros(1, 1, d + 1), ctx_for(torch.zeros(1, 1, d + 1)))
 
 
 def test_every_method_is_one_registered_object():
     from workbench.concepts import METHODS, get_method, method_class, method_names
 
-    assert METHODS == ("logistic", "mean_diff", "mean_centring", "pca_diff", "ablation", "ace")
+    assert METHODS == ("logistic", "mean_diff", "mean_centring", "pca_diff", "ablation", "ace", "linear_act")
     assert method_names()[: len(METHODS)] == METHODS
     g = torch.Generator().manual_seed(0)
     pos, neg = torch.randn(12, 6, generator=g) + 1, torch.randn(12, 6, generator=g) - 1
     site = Site(0, "resid_post")
-    kinds = {"logistic": GCAVEdit, "ablation": AblateAndAdd, "ace": ACEEdit}
+    kinds = {"logistic": GCAVEdit, "ablation": AblateAndAdd, "ace": ACEEdit, "linear_act": TransportEdit}
     for name in METHODS:
         method = get_method(name)
         assert method.name == name and method_class(name).label
         vec = method.fit(site, pos, neg, all_training=torch.cat([pos, neg]))
         assert vec.method == name
-        edit = method.edit(vec, 2.0, "negative")
+        strength = (method_class(name).default_grid or (2.0,))[-1]  # Linear-AcT's λ lies in [0, 1]
+        edit = method.edit(vec, strength, "negative")
         assert isinstance(edit, kinds.get(name, AddVector))
-        assert type(steering_edit(vec, 2.0, "negative")) is type(edit)  # the thin wrapper asks the registry
+        assert type(steering_edit(vec, strength, "negative")) is type(edit)  # the thin wrapper asks the registry
     assert get_method("logistic", C=0.1).C == 0.1
     with pytest.raises(TypeError, match="has no option"):
         get_method("mean_diff", C=0.1)
@@ -231,7 +234,12 @@ def test_a_new_method_is_one_class():
         pos, neg = torch.eye(4)[:2] * 3, torch.zeros(2, 4)
         vec = fit_vector("test_first_difference", Site(1, "resid_post"), pos, neg)
         edit = steering_edit(vec, 2.0)
-        assert isinstance(edit, Clamp) and edit(torch.zeros(1, 1, 4), None)[0, 0].tolist() == [2.0, 0, 0, 0]
+        assert isinstance(edit, Clamp) and edit(torch.zeros(1, 1, 4), ctx_for(torch.zeros(1, 1, 4)))[0, 0].tolist() == [
+            2.0,
+            0,
+            0,
+            0,
+        ]
         with pytest.raises(ValueError, match="already registered"):
 
             @register_method

@@ -1,3 +1,5 @@
+import inspect
+
 import pytest
 import torch
 
@@ -46,7 +48,7 @@ def test_logistic_rejects_bad_labels():
     with pytest.raises(ValueError, match="labels 0 and 1"):
         fit_logistic(torch.randn(4, 3), [1, 1, 1, 1])
     with pytest.raises(ValueError, match="C must be"):
-        fit_logistic(torch.randn(4, 3), [1, 0, 1, 0], C=0)
+        fit_logistic(torch.randn(4, 3), [1, 0, 1, 0], C=0.0)
 
 
 def test_mean_difference_and_centring():
@@ -55,7 +57,7 @@ def test_mean_difference_and_centring():
     everything = torch.cat([pos, neg, torch.randn(30, pos.shape[1])])
     assert torch.allclose(mean_centring(pos, everything), pos.mean(0) - everything.mean(0), atol=1e-4)
     with pytest.raises(ValueError, match="width"):
-        mean_difference(pos, neg[:, :3])
+        inspect.unwrap(mean_difference)(pos, neg[:, :3])  # our check, below the signature check
 
 
 def test_pca_of_differences_matches_sklearn_and_aligns_sign():

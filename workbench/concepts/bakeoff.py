@@ -17,6 +17,7 @@ The random control is reported next to the methods and never wins.
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
@@ -32,7 +33,7 @@ from .controls import CONTROL_METHOD
 from .data import available_concepts, load_concept
 from .evaluate import GenerationTiming, steering_sweep, unit_arrays
 from .extract import extract
-from .method import TOWARD, method_class, method_names
+from .method import TOWARD, get_method, method_class, method_names
 from .methods import METHODS
 from .stats import LEVEL, N_BOOT, Interval, bootstrap_ci
 from .vectors import ConceptVector, fit_vector
@@ -42,10 +43,32 @@ NO_CLEAR_WINNER = "no clear winner"
 # Named budgets: the overrides each applies to the defaults ("small": a tiny run for tests and notebooks).
 BUDGETS: dict[str, dict] = {
     "small": dict(
-        n_train=40, n_pool=20, n_prompts=4, max_new_tokens=8, grid=(8.0,), seeds=(0,), controls=1, n_boot=200
+        n_train=40,
+        n_pool=20,
+        n_prompts=4,
+        max_new_tokens=8,
+        grid=(8.0,),
+        seeds=(0,),
+        controls=1,
+        n_boot=200,
+        method_layers=(("linear_act", (0, 4)),),
+        method_grids=(("linear_act", (1.0,)),),
     ),
     "full": {},
 }
+
+
+def _pairs(name: str, value) -> tuple:
+    """``((method, (values...)), ...)`` from pairs or a dict."""
+    items = value.items() if isinstance(value, dict) else value
+    if isinstance(items, str) or not hasattr(items, "__iter__"):
+        raise TypeError(f"BakeoffConfig.{name} must be (method, values) pairs or a dict, got {value!r}")
+    out = []
+    for item in items:
+        if not isinstance(item, (tuple, list)) or len(item) != 2 or not isinstance(item[0], str):
+            raise TypeError(f"BakeoffConfig.{name} entries must be (method, values) pairs, got {item!r}")
+        out.append((item[0], _tuple(f"{name}[{item[0]!r}]", item[1])))
+    return tuple(out)
 
 
 def _tuple(name: str, value) -> tuple:
@@ -65,15 +88,15 @@ class BakeoffConfig:
     concept: str = "sentiment"  # a shipped concept (load_concept), judged by judges.judge_for(concept)
     layer: int = 8  # every method is fitted and steers at this one layer ...
     stream: str = "resid_post"  # ... and stream
-    methods: tuple[str, ...] = METHODS  # registered method names, compared in this order
-    grid: tuple[float, ...] = GRID  # strengths, in units of ‖μ⁺ − μ⁻‖
-    toward: tuple[str, ...] = TOWARD  # directions to steer
+    methods: Sequence[str] = METHODS  # registered method names, compared in this order (stored as a tuple)
+    grid: Sequence[float] = GRID  # strengths, in units of ‖μ⁺ − μ⁻‖ (stored as a tuple)
+    toward: Sequence[str] = TOWARD  # directions to steer (stored as a tuple)
     n_train: int = 200  # training pairs per side for fitting
     n_pool: int = 100  # texts per side of every concept for mean-centring's "all training" mean
     n_prompts: int = 48  # neutral prompts completed per condition: the bootstrap's units
     max_new_tokens: int = 20  # tokens per completion
     temperature: float = 0.7  # sampling temperature (0 = greedy; then give one seed)
-    seeds: tuple[int, ...] = (0, 1, 2)  # sampling seeds: every prompt is completed once per seed
+    seeds: Sequence[int] = (0, 1, 2)  # sampling seeds: every prompt is completed once per seed (a tuple)
     controls: int = 3  # random unit directions of the norm-matched control (0 = no control row)
     control_seed: int = 0  # seeds the control's directions
     reduce: str = "mean"  # how a text's tokens become one activation: "mean" (after the first) or "last"
@@ -84,10 +107,17 @@ class BakeoffConfig:
     level: float = LEVEL  # interval coverage
     ci_seed: int = 0  # seeds the bootstrap's resamples (the same for every condition: paired)
     max_rows: int = 160  # rows per generation call (conditions side by side)
+    # methods that steer several layers at once, fitted with ConceptMethod.fit_sites: (method, layers);
+    # empty layers = every layer from 0 to `layer` (Linear-AcT transports a stack of layers)
+    method_layers: tuple = (("linear_act", ()),)
+    # per-method strength grids (method, grid); others use the method's default_grid, else `grid`
+    method_grids: tuple = ()
 
     def __post_init__(self) -> None:
         for name in ("methods", "grid", "toward", "seeds"):
             object.__setattr__(self, name, _tuple(name, getattr(self, name)))
+        for name in ("method_layers", "method_grids"):
+            object.__setattr__(self, name, _pairs(name, getattr(self, name)))
         check_str("BakeoffConfig.concept", self.concept)
         check_str("BakeoffConfig.stream", self.stream)
         check_fields(
@@ -124,6 +154,32 @@ class BakeoffConfig:
             raise ValueError(f"greedy decoding (temperature=0) ignores the seed; give one seed, not {self.seeds}")
         check_choice("BakeoffConfig.reduce", self.reduce, ("mean", "last"))
         Positions.parse(self.positions)
+        for name in ("method_layers", "method_grids"):
+            for method, values in getattr(self, name):
+                method_class(method)  # raises, listing the registered methods
+                if name == "method_layers" and any(
+                    isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in values
+                ):
+                    raise ValueError(f"BakeoffConfig.method_layers[{method!r}] must hold layer indices, got {values}")
+                if name == "method_grids" and (
+                    not values
+                    or any(
+                        isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) for x in values
+                    )
+                ):
+                    raise ValueError(f"BakeoffConfig.method_grids[{method!r}] must hold finite strengths, got {values}")
+
+    def sites_for(self, method: str) -> tuple[Site, ...]:
+        """The sites ``method`` is fitted and steers at: ``site``, or its ``method_layers`` stack."""
+        layers = dict(self.method_layers).get(method)
+        if layers is None:
+            return (self.site,)
+        return tuple(Site(layer, self.stream) for layer in (layers or range(self.layer + 1)))
+
+    def grid_for(self, method: str) -> tuple[float, ...]:
+        """``method_grids[method]``, else the method's ``default_grid``, else ``grid``."""
+        grid = dict(self.method_grids).get(method) or method_class(method).default_grid or self.grid
+        return tuple(float(g) for g in grid)
 
     @property
     def site(self) -> Site:
@@ -152,21 +208,53 @@ def pool_activations(model, site: Site, n_per_side: int, reduce: str, *, progres
     return extract(model, texts, site, reduce, progress=progress)[site.short]
 
 
-def fit_methods(model, config: BakeoffConfig, *, progress: bool = False) -> dict[str, ConceptVector]:
-    """All configured methods' vectors for ``config.concept`` at ``config.site`` from the same activations."""
+def fit_methods(model, config: BakeoffConfig, *, progress: bool = False) -> dict[str, ConceptVector | tuple]:
+    """All configured methods' vectors for ``config.concept`` from the same training texts: a
+    ``ConceptVector`` at ``config.site`` (one shared extraction), or for methods with a layer stack
+    (``config.sites_for``) the tuple ``method.fit_sites`` returns."""
     data = load_concept(config.concept).train.head(config.n_train)
     acts = extract(model, data.texts, config.site, config.reduce, progress=progress)[config.site.short]
     n = len(data.positive)
     pos, neg = acts[:n], acts[n:]
-    needs_pool = any(method_class(m).needs_all_training for m in config.methods)
-    pool = pool_activations(model, config.site, config.n_pool, config.reduce, progress=progress) if needs_pool else None
     common = dict(reduce=config.reduce, n_train=config.n_train, layer=config.layer)
-    return {
-        m: fit_vector(
-            m, config.site, pos, neg, all_training=pool, C=config.C, concept=config.concept, extra_params=common
+    pools: dict[Site, torch.Tensor] = {}
+
+    def pool(site: Site) -> torch.Tensor:
+        if site not in pools:
+            pools[site] = pool_activations(model, site, config.n_pool, config.reduce, progress=progress)
+        return pools[site]
+
+    out: dict[str, ConceptVector | tuple] = {}
+    for m in config.methods:
+        cls = method_class(m)
+        sites = config.sites_for(m)
+        if sites == (config.site,):
+            all_training = pool(config.site) if cls.needs_all_training else None
+            out[m] = fit_vector(
+                m,
+                config.site,
+                pos,
+                neg,
+                all_training=all_training,
+                C=config.C,
+                concept=config.concept,
+                extra_params=common,
+            )
+            continue
+        method = get_method(m, **({"C": config.C} if "C" in cls.option_names() else {}))
+        out[m] = method.fit_sites(
+            model,
+            sites,
+            data.positive,
+            data.negative,
+            reduce=config.reduce,
+            all_training={s: pool(s) for s in sites} if cls.needs_all_training else None,
+            positions=config.positions,
+            concept=config.concept,
+            extra_params=common,
+            progress=progress,
         )
-        for m in config.methods
-    }
+    return out
 
 
 @dataclass
@@ -183,7 +271,7 @@ class BakeoffResult:
     summary: pd.DataFrame
     winner: str
     seconds: float
-    vectors: dict[str, ConceptVector] = field(default_factory=dict)
+    vectors: dict[str, ConceptVector | tuple] = field(default_factory=dict)
     winners: dict[str, str] = field(default_factory=dict)
     timing: Optional[GenerationTiming] = None
 
@@ -340,11 +428,12 @@ def run_bakeoff(model, config: BakeoffConfig, *, progress: bool = True) -> Bakeo
     sweep = steering_sweep(
         model,
         list(vectors.values()),
-        config.grid,
+        {m: config.grid_for(m) for m in vectors},
         concept=config.concept,
         toward=config.toward,
         prompts=neutral_prompts(config.n_prompts),
         controls=config.controls,
+        control_grid=config.grid,
         control_seed=config.control_seed,
         max_new_tokens=config.max_new_tokens,
         positions=config.positions,

@@ -8,19 +8,23 @@ configured method is a value that can be compared and printed.
 
 ``register_method`` adds a class under its ``name`` (use it as a class decorator);
 ``get_method(name, **options)`` builds one, ``method_names()`` lists them in registration order.
-Adding a method therefore means writing one class; the six built-in ones are in ``methods.py``.
+Adding a method therefore means writing one class; the built-in ones are in ``methods.py``.
+``fit_sites`` fits one vector per site for methods that steer several layers at once.
 """
 
 import dataclasses
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional
 
 from torch import Tensor
 
 from ..edits import Edit
+from ..positions import PositionSpec
 from ..sites import Site
 from ..validation import check_choice, check_float
+from .extract import extract
 
 if TYPE_CHECKING:  # only for annotations: vectors.py imports this module
     from .vectors import ConceptVector
@@ -41,6 +45,10 @@ class ConceptMethod:
     name: ClassVar[str] = ""
     label: ClassVar[str] = ""
     needs_all_training: ClassVar[bool] = False
+    # the strengths a comparison uses for this method when it is not given a grid for it (None: the
+    # comparison's common grid, in units of ‖μ⁺ − μ⁻‖), and what a strength means, for tables
+    default_grid: ClassVar[Optional[tuple[float, ...]]] = None
+    strength_unit: ClassVar[str] = "× ‖μ⁺ − μ⁻‖"
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
@@ -59,6 +67,43 @@ class ConceptMethod:
         """The method's ``ConceptVector`` at ``site`` from ``pos`` ``[n, d]`` and ``neg`` ``[m, d]``;
         ``extra_params`` are recorded in ``ConceptVector.params``."""
         raise NotImplementedError(f"{type(self).__name__} does not implement fit")
+
+    def fit_sites(
+        self,
+        model,
+        sites: Sequence[Site],
+        positive: Sequence[str],
+        negative: Sequence[str],
+        *,
+        reduce: str = "mean",
+        all_training: Optional[Mapping[Site, Tensor]] = None,
+        positions: PositionSpec = "all",
+        concept: str = "",
+        extra_params: Optional[dict] = None,
+        progress: bool = False,
+    ) -> tuple["ConceptVector", ...]:
+        """One vector per site from the texts of the two sides, for steering several sites at once.
+        The default reads every site in one pass and fits each independently (``all_training``:
+        ``{site: pool activations}`` for methods that need it); methods whose later sites depend on
+        the edits at earlier ones (Linear-AcT's causal estimation) override it. ``positions`` is where
+        the edits will act."""
+        sites = tuple(sites)
+        if not sites or not all(isinstance(s, Site) for s in sites):
+            raise TypeError(f"fit_sites needs a non-empty sequence of Sites, got {sites!r}")
+        texts = list(positive) + list(negative)
+        acts = extract(model, texts, sites, reduce, progress=progress)
+        n = len(positive)
+        return tuple(
+            self.fit(
+                s,
+                acts[s.short][:n],
+                acts[s.short][n:],
+                all_training=None if all_training is None else all_training[s],
+                concept=concept,
+                extra_params=extra_params,
+            )
+            for s in sites
+        )
 
     def edit(
         self, vector: "ConceptVector", strength: float, toward: Toward = "positive", *, scale: Scale = "mean_diff"

@@ -1,4 +1,4 @@
-"""The six built-in concept methods, one registered class each (formulas as in METHODS.md §1).
+"""The seven built-in concept methods, one registered class each (formulas as in METHODS.md §1 and §6).
 
 Every ``fit`` records the same base facts in the vector — ``params`` ``n_pos``, ``n_neg`` and
 ``mean_diff_norm = ‖μ⁺ − μ⁻‖`` (the unit of every steering strength), ``extras`` ``mu_pos`` and
@@ -16,7 +16,11 @@ Every ``fit`` records the same base facts in the vector — ``params`` ``n_pos``
 - ``ace`` — Marshall et al. 2024: ``r = μ⁺ − μ⁻`` and a reference point ``μ₀`` (pooled or negative mean);
   edit ``h − r̂ r̂ᵀ (h − μ₀) ± s·r`` (``ACEEdit``).
 
-``METHODS`` names these six in the order the bake-off compares them; ``method_names()`` also lists
+- ``linear_act`` — Rodriguez et al. 2025: per-unit affine 1-D optimal transport from one side's
+  activations to the other's; edit ``h ← h + λ((ω − 1) ⊙ h + β)``, ``λ ∈ [0, 1]`` (``TransportEdit``),
+  at one site or, causally estimated, at several (``fit_sites``).
+
+``METHODS`` names these seven in the order the bake-off compares them; ``method_names()`` also lists
 methods registered later.
 """
 
@@ -26,10 +30,14 @@ from typing import ClassVar, Optional
 from torch import Tensor
 
 from ..edits import AddVector, Edit
-from ..validation import check_choice, check_float
+from ..sites import Site
+from ..validation import check_bool, check_choice, check_float, check_int
+from .extract import extract
 from .method import ConceptMethod, Scale, Toward, method_names, push_length, register_method
 from .probe import fit_logistic, labels_for
 from .steering import AblateAndAdd, ACEEdit, GCAVEdit
+from .transport import TransportEdit, fit_affine_transport
+from .transport import support as transport_support
 from .vectors import ConceptVector, check_pair, mean_difference, pca_of_differences
 
 
@@ -186,12 +194,114 @@ class ACE(ConceptMethod):
         return ACEEdit.from_vector(vector, _sign(toward) * strength)
 
 
+@register_method
+@dataclass(frozen=True)
+class LinearAcT(ConceptMethod):
+    """Linear-AcT (Rodriguez et al. 2025): per-unit affine 1-D optimal transport between the two sides'
+    activation distributions (``transport.py``), applied with strength ``λ ∈ [0, 1]``. Both directions
+    are fitted: toward positive maps the negative sample onto the positive one (``omega_positive``,
+    ``beta_positive``), toward negative the reverse. ``direction`` is ``μ⁺ − μ⁻`` (for comparisons).
+    At several sites (``fit_sites``) the maps are estimated causally, each layer on source
+    activations already moved by the earlier layers' maps at ``λ = 1``."""
+
+    name: ClassVar[str] = "linear_act"
+    label: ClassVar[str] = "Linear-AcT (transport)"
+    default_grid: ClassVar[Optional[tuple[float, ...]]] = (0.5, 0.75, 1.0)
+    strength_unit: ClassVar[str] = "λ"
+    n_quantiles: Optional[int] = None  # quantile levels matched (None: the larger sample's size)
+    use_support: bool = True  # transport only inside the source sample's per-unit range
+    causal: bool = True  # fit_sites: estimate each layer after the earlier layers' maps
+    # fit_sites reads every token ("tokens", after the first) or one mean per text ("mean"): the map acts
+    # on each token, so it is estimated on the distribution of token activations
+    pooling: str = "tokens"
+
+    def __post_init__(self) -> None:
+        if self.n_quantiles is not None:
+            check_int("LinearAcT.n_quantiles", self.n_quantiles, min=2)
+        check_bool("LinearAcT.use_support", self.use_support)
+        check_bool("LinearAcT.causal", self.causal)
+        check_choice("LinearAcT.pooling", self.pooling, ("tokens", "mean"))
+
+    def fit(self, site, pos, neg, *, all_training=None, concept="", extra_params=None) -> ConceptVector:
+        return self._fit_maps(site, pos, neg, neg, pos, concept=concept, extra_params=extra_params)
+
+    def _fit_maps(
+        self, site, pos, neg, source_to_pos, source_to_neg, *, concept="", extra_params=None
+    ) -> ConceptVector:
+        """Maps ``source_to_pos → pos`` and ``source_to_neg → neg`` (the sources are ``neg`` and
+        ``pos`` themselves, or those activations after the earlier layers' maps)."""
+        params, extras = _contrast(pos, neg, extra_params)
+        for toward, src, tgt in (("positive", source_to_pos, pos), ("negative", source_to_neg, neg)):
+            check_pair(src, tgt, (f"source toward {toward}", f"target {toward}"))
+            omega, beta = fit_affine_transport(src, tgt, self.n_quantiles)
+            low, high = transport_support(src)
+            extras.update({f"omega_{toward}": omega.float(), f"beta_{toward}": beta.float()})
+            extras.update({f"low_{toward}": low, f"high_{toward}": high})
+            params[f"mean_omega_{toward}"] = float(omega.mean())
+        params.update(n_quantiles=self.n_quantiles, use_support=self.use_support)
+        return ConceptVector(site, mean_difference(pos, neg), self.name, params, None, extras, concept)
+
+    def fit_sites(
+        self,
+        model,
+        sites,
+        positive,
+        negative,
+        *,
+        reduce="mean",
+        all_training=None,
+        positions="all",
+        concept="",
+        extra_params=None,
+        progress=False,
+    ) -> tuple[ConceptVector, ...]:
+        """Linear-AcT's maps at every site (``reduce`` is replaced by the method's ``pooling``), each
+        estimated after the earlier sites' maps when ``causal``."""
+        sites = tuple(sorted(sites, key=lambda s: (s.layer if s.layer is not None else -1, s.short)))
+        if not sites or not all(isinstance(s, Site) for s in sites):
+            raise TypeError(f"fit_sites needs a non-empty sequence of Sites, got {sites!r}")
+        pooling = self.pooling
+        pos_read = extract(model, list(positive), sites, pooling, progress=progress)
+        neg_read = extract(model, list(negative), sites, pooling, progress=progress)
+        params = dict(extra_params or {}, causal=self.causal, pooling=pooling, stack=[s.short for s in sites])
+        vectors: list[ConceptVector] = []
+        for s in sites:
+            pos, neg = pos_read[s.short], neg_read[s.short]
+            sources = {"positive": neg, "negative": pos}
+            if vectors and self.causal:  # the source side as the earlier layers' full transport (λ = 1) leaves it
+                for toward, texts in (("positive", negative), ("negative", positive)):
+                    steers = {v.site: self.edit(v, 1.0, toward) for v in vectors}
+                    moved = extract(model, list(texts), s, pooling, steers=steers, steer_positions=positions)
+                    sources[toward] = moved[s.short]
+            vectors.append(
+                self._fit_maps(
+                    s, pos, neg, sources["positive"], sources["negative"], concept=concept, extra_params=params
+                )
+            )
+        return tuple(vectors)
+
+    def _edit(self, vector: ConceptVector, strength: float, toward: Toward, scale: Scale) -> Edit:
+        keys = [f"{k}_{toward}" for k in ("omega", "beta", "low", "high")]
+        missing = [k for k in keys if k not in vector.extras]
+        if missing:
+            raise ValueError(f"this linear_act vector lacks extras {missing}; refit it with fit_vector")
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(
+                f"Linear-AcT strength λ must lie in [0, 1] (an interpolation to the transport), got {strength}"
+            )
+        omega, beta, low, high = (vector.extras[k] for k in keys)
+        if not vector.params.get("use_support", True):
+            low = high = None
+        return TransportEdit(omega, beta, strength, low, high)
+
+
 METHODS: tuple[str, ...] = method_names()
 
 __all__ = [
     "ACE",
     "METHODS",
     "DirectionalAblation",
+    "LinearAcT",
     "LogisticCAV",
     "MeanCentring",
     "MeanDifference",

@@ -7,11 +7,12 @@ per site and scores held-out accuracy (SCAV-style layer selection), ``best_layer
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Union
 
 import numpy as np
 import pandas as pd
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..sites import Site
@@ -38,7 +39,12 @@ class LogisticProbe:
 
 
 def fit_logistic(
-    x: Float[Tensor, "n d"], y: Sequence[int], *, C: float = 1.0, max_iter: int = 500, tol: float = 1e-8
+    x: Float[Tensor, "n d"],
+    y: Union[Sequence[int], Int[Tensor, " n"]],
+    *,
+    C: float = 1.0,
+    max_iter: int = 500,
+    tol: float = 1e-8,
 ) -> LogisticProbe:
     """L2-regularised logistic regression, the same objective as scikit-learn's
     ``LogisticRegression(C=C)`` (lbfgs): minimise ``C · Σᵢ BCE(σ(wᵀxᵢ + b), yᵢ) + ½‖w‖²`` (the intercept

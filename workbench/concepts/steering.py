@@ -18,6 +18,7 @@ processing and KV-cached generation on exactly the positions the user selects.
 """
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
@@ -179,8 +180,8 @@ class RowGroups:
     """Apply ``edits[i]`` to rows ``[sum(sizes[:i]), sum(sizes[:i+1]))`` of the batch; ``None`` leaves a
     block unchanged. Lets one generation call run many steering conditions side by side."""
 
-    edits: tuple
-    sizes: tuple[int, ...]
+    edits: Sequence  # tuple after __post_init__
+    sizes: Sequence[int]  # tuple after __post_init__
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "edits", tuple(self.edits))

@@ -20,7 +20,7 @@ from plotly.subplots import make_subplots
 
 from ..concepts.bakeoff import BakeoffResult
 from ..concepts.controls import CONTROL_LABEL, CONTROL_METHOD
-from ..concepts.method import method_class, method_names
+from ..concepts.method import ConceptMethod, method_class, method_names
 from .style import PALETTE, reference_line, style
 
 
@@ -52,7 +52,15 @@ def _colour(method: str) -> str:
 
 
 def _label(method: str) -> str:
-    return CONTROL_LABEL if method == CONTROL_METHOD else method_label(method)
+    """The legend label; methods whose strength is not in units of ‖μ⁺ − μ⁻‖ say what it is."""
+    if method == CONTROL_METHOD:
+        return CONTROL_LABEL
+    try:
+        unit = method_class(method).strength_unit
+    except ValueError:
+        return method
+    default = ConceptMethod.strength_unit
+    return method_label(method) if unit == default else f"{method_label(method)} (strength = {unit})"
 
 
 def _error(sub: pd.DataFrame, key: str) -> Optional[dict]:
