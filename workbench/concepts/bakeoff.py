@@ -36,6 +36,7 @@ from .extract import extract
 from .method import TOWARD, get_method, method_class, method_names
 from .methods import METHODS
 from .stats import LEVEL, N_BOOT, Interval, bootstrap_ci
+from .templates import BUILDERS
 from .vectors import ConceptVector, fit_vector
 
 GRID = (4.0, 8.0, 12.0)
@@ -199,10 +200,11 @@ class BakeoffConfig:
 
 
 def pool_activations(model, site: Site, n_per_side: int, reduce: str, *, progress: bool = False) -> torch.Tensor:
-    """Activations of the training texts of every shipped concept (``n_per_side`` per side each): the
-    "all training activations" that mean-centring subtracts (Jorgensen et al. 2023)."""
+    """Activations of the training texts of every shipped template concept (``n_per_side`` per side
+    each; ``templates.BUILDERS``): the "all training activations" that mean-centring subtracts
+    (Jorgensen et al. 2023). Real-text sets are left out, so adding one does not move the pool."""
     texts = []
-    for name in available_concepts():
+    for name in (c for c in available_concepts() if c in BUILDERS):
         tr = load_concept(name).train.head(n_per_side)
         texts += tr.texts
     return extract(model, texts, site, reduce, progress=progress)[site.short]
