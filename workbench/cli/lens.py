@@ -1,5 +1,5 @@
 """CLI: ``workbench lens "prompt"``: the logit lens (and tuned lens) of a prompt, printed with rich;
-figures go to figures/ (or ``--figures``)."""
+figures go to figures/ (or ``--figures``). ``workbench bench lens``: the long-text lens benchmark."""
 
 from typing import Annotated, Optional, cast
 
@@ -103,6 +103,23 @@ def _last_position_table(label: str, r) -> Table:
         ]
         t.add_row(str(L), tops, f"{r.kl_to_final[0, li, -1]:.2f}", *extra)
     return t
+
+
+def bench_command(
+    tokens: int = typer.Option(3000, help="length of the real text read by the lens"),
+    repeats: int = typer.Option(3, help="timed repeats per measurement (median)"),
+    chunk_size: int = typer.Option(128, help="(row, position) pairs unembedded at once"),
+) -> None:
+    """The logit lens on a long text vs a bare forward and vs its limit (forward + unembedding
+    matmuls of the same shape), in every mode, with peak memory (each in its own subprocess)."""
+    from workbench.experiments.bench import timing_table
+    from workbench.experiments.bench.lens import run_lens_bench
+
+    for name, value in (("--tokens", tokens), ("--repeats", repeats), ("--chunk-size", chunk_size)):
+        if value < 1:
+            raise typer.BadParameter(f"{name} must be >= 1, got {value}")
+    rows = run_lens_bench(n_tokens=tokens, repeats=repeats, chunk_size=chunk_size, console=console)
+    console.print(timing_table(rows, "bench lens (ratio = seconds / baseline)"))
 
 
 commands = {"lens": lens}

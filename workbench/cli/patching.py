@@ -133,16 +133,26 @@ def _print_top(title: str, grid, k: int = 8) -> None:
 
 
 def bench_command(
-    task: str = typer.Option("capital", help="task whose prompts are patched (capital: short prompts)"),
+    task: str = typer.Option("ioi", help="task whose prompts are patched (ioi: 4 prompts × ~14 tokens)"),
     n: int = typer.Option(4, help="prompts"),
-    repeats: int = typer.Option(1, help="timed repeats (median)"),
+    repeats: int = typer.Option(3, help="timed repeats of our grids (median)"),
+    baseline_repeats: int = typer.Option(1, help="timed repeats of TransformerLens' grid (about 2 minutes each)"),
+    attribution: bool = typer.Option(True, help="also time AtP and RelP against the 3-grid sweep"),
 ) -> None:
-    """Our activation-patching grid vs TransformerLens' get_act_patch_resid_pre; AtP and RelP vs the
-    full activation-patching sweep (resid_pre + attn_out + mlp_out)."""
+    """Our activation-patching grid vs TransformerLens' get_act_patch_resid_pre (same inputs, grids
+    compared) and vs the FLOP limit of the ideal schedule; AtP and RelP vs the full sweep."""
     from workbench.experiments.bench import timing_table
     from workbench.experiments.bench.patching import run_patching_bench
+    from workbench.patching.tasks import TASKS
 
-    rows = run_patching_bench(task=task, n=n, repeats=repeats, console=console)
+    if task not in TASKS:
+        raise typer.BadParameter(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
+    for name, value in (("--n", n), ("--repeats", repeats), ("--baseline-repeats", baseline_repeats)):
+        if value < 1:
+            raise typer.BadParameter(f"{name} must be >= 1, got {value}")
+    rows = run_patching_bench(
+        task=task, n=n, repeats=repeats, baseline_repeats=baseline_repeats, attribution=attribution, console=console
+    )
     console.print(timing_table(rows, "bench patching (ratio < 1 = faster than the baseline)"))
 
 

@@ -298,34 +298,68 @@ def _keys_seen(model, layer: int, q: int) -> int:
     return q + 1
 
 
-def schedule_flops(model, seq_len: int, n_prompts: int, starts_layers: Sequence[tuple[int, int, int]]) -> float:
-    """FLOPs of patched forward passes that each compute positions ``start..T-1`` of blocks
-    ``layer..n_layers-1`` (``starts_layers``: ``(layer, start, count)``, ``count`` patches of that
-    shape), for ``n_prompts`` prompts: projections and MLP per position, plus scores and weighted
-    values over the keys each query sees (``4 · n_heads · d_head`` per key), plus the two-logit
-    readout. With ``start = 0`` and ``layer = 0`` this is a full forward pass per patch
-    (TransformerLens' schedule)."""
+def kv_flops(model) -> float:
+    """FLOPs of the key and value projections of one position in one block."""
     cfg = model.cfg
-    per_pos = token_layer_flops(model)
-    per_key = 4.0 * cfg.n_heads * cfg.d_head
+    return 2.0 * 2 * cfg.d_model * cfg.d_head * (cfg.n_key_value_heads or cfg.n_heads)
+
+
+def patch_flops(
+    model,
+    seq_len: int,
+    n_prompts: int,
+    patches: Sequence[tuple[int, int]],
+    *,
+    only_last: bool = True,
+    attention: bool = True,
+    readout: bool = True,
+) -> float:
+    """FLOPs of the KV-reuse schedule for ``patches`` (``(layer, start)`` each, run on
+    ``n_prompts`` prompts): blocks ``layer..n_layers-1`` at positions ``start..T-1`` (projections
+    and MLP per position, ``4 · n_heads · d_head`` per key a query sees, causal and windowed), where
+    with ``only_last`` the last block computes only keys and values of positions ``< T-1`` and the
+    full block at ``T-1``; plus the final norm and two-logit readout. This is the least work that
+    gives the patched logits: every position ≥ start of every block ≥ layer can change, and only the
+    last position is read. ``attention=False`` / ``readout=False`` leave out the attention over keys
+    / the readout (the projections and MLP alone)."""
+    cfg = model.cfg
+    T = seq_len
+    per_pos, kv = token_layer_flops(model), kv_flops(model)
+    per_key = 4.0 * cfg.n_heads * cfg.d_head if attention else 0.0
     total = 0.0
-    for L, s, count in starts_layers:
+    for L, s in patches:
         work = 0.0
         for layer in range(L, cfg.n_layers):
-            keys = sum(_keys_seen(model, layer, q) for q in range(s, seq_len))
-            work += (seq_len - s) * per_pos + keys * per_key
-        total += count * n_prompts * (work + 2 * 2 * cfg.d_model)
+            if layer == cfg.n_layers - 1 and only_last:
+                work += (T - 1 - s) * kv + per_pos + _keys_seen(model, layer, T - 1) * per_key
+            else:
+                keys = sum(_keys_seen(model, layer, q) for q in range(s, T))
+                work += (T - s) * per_pos + keys * per_key
+        total += n_prompts * (work + (2 * 2 * cfg.d_model if readout else 0.0))
     return total
+
+
+def full_forward_flops(model, seq_len: int, *, unembed_positions: int) -> float:
+    """FLOPs of one full forward pass over ``seq_len`` positions (causal attention), with the
+    unembedding of ``unembed_positions`` positions (TransformerLens' patching unembeds every one)."""
+    cfg = model.cfg
+    per_pos, per_key = token_layer_flops(model), 4.0 * cfg.n_heads * cfg.d_head
+    work = 0.0
+    for layer in range(cfg.n_layers):
+        work += seq_len * per_pos + sum(_keys_seen(model, layer, q) for q in range(seq_len)) * per_key
+    return work + unembed_positions * 2.0 * cfg.d_model * cfg.d_vocab
 
 
 __all__ = [
     "CorruptedRun",
     "JoinPatch",
     "SweepPlan",
+    "full_forward_flops",
+    "kv_flops",
     "kv_reuse_blocker",
     "kv_reuse_patch_lds",
+    "patch_flops",
     "record_corrupted",
-    "schedule_flops",
     "sweep_plan",
     "token_layer_flops",
 ]

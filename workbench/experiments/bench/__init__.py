@@ -1,10 +1,15 @@
-"""Benchmarks: each measures ratios against a baseline timed in the same run (median of repeats)."""
+"""Benchmarks: each measures ratios against a baseline timed in the same run (median of repeats),
+and against the machine's limits measured in the same run: the matmul peak (``matmul_gflops``) and
+the memory bandwidth of a large copy (``copy_gbps``). ``machine_note`` records the load next to the
+numbers (the machine is shared)."""
 
+import os
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import List
+
+import torch
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,50 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> floa
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def matmul_gflops(m: int = 2048, k: int = 576, n: int = 1536, repeats: int = 5) -> float:
+    """Measured float32 matmul throughput (GFLOP/s, ``2·m·k·n`` per product, median of ``repeats``
+    after a warm-up) of ``[m, k] @ [k, n]`` into a preallocated output: the compute limit a
+    benchmark compares its FLOP count with."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(m, k, generator=g), torch.randn(k, n, generator=g)
+    out = torch.empty(m, n)
+    reps = max(1, int(2e9 // (2 * m * k * n)))  # about 2 GFLOP per timed call
+    with torch.no_grad():
+        t = median_time(lambda: [torch.matmul(a, b, out=out) for _ in range(reps)], repeats)
+    return 2.0 * m * k * n * reps / t / 1e9
+
+
+def copy_gbps(megabytes: int = 512, repeats: int = 5) -> float:
+    """Measured memory bandwidth (GB/s, bytes read + written) of copying a ``megabytes`` float32
+    tensor into another (median of ``repeats``)."""
+    n = megabytes * 2**20 // 4
+    src, dst = torch.ones(n), torch.empty(n)
+    t = median_time(lambda: dst.copy_(src), repeats)
+    return 2.0 * n * 4 / t / 1e9
+
+
+def machine_note() -> str:
+    """Load averages (1/5/15 min), cores and torch threads, to print next to timings."""
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.1f}/{five:.1f}/{fifteen:.1f} on {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+
+
+def rss_mb() -> float:
+    """Resident memory of this process now (MB, from /proc/self/statm; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def peak_rss_mb() -> float:
+    """High-water mark of this process' resident memory (MB, ``ru_maxrss``)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def timing_table(rows: list[Timing], title: str):
