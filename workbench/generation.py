@@ -43,6 +43,7 @@ from transformer_lens.hook_points import HookPoint
 from transformer_lens.utilities.activation_functions import apply_softcap
 from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
 
+from .backends import as_backend
 from .readout import final_norm, unembed_normed
 from .validation import check_fields, check_float, check_int
 
@@ -447,7 +448,8 @@ def decode_loop(
             f"the longest prompt plus max_new_tokens={max_new_tokens} is {longest} positions, more than the "
             f"model's context cfg.n_ctx={model.cfg.n_ctx}"
         )
-    dec = Decoder(model, batch, max_positions=tokens.shape[1] + max_new_tokens)
+    # workbench's fused Decoder for a HookedTransformer; the bridge's own forward for a TransformerBridge.
+    dec = as_backend(model).decoder(batch, max_positions=tokens.shape[1] + max_new_tokens)
     gen = torch.Generator(device="cpu").manual_seed(sampling.seed)
     full_mask = attention_mask
     offset = 0

@@ -34,6 +34,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from ..backends import as_backend
 from ..edits import EditContext
 from ..readout import resid_to_logits
 from ..registry import HookRegistry
@@ -103,6 +104,9 @@ def check_patch_layers(model, layers: Optional[Sequence[int]]) -> list[int]:
 def restart_blocker(model) -> Optional[str]:
     """The config field that makes a ``start_at_layer`` restart differ from the full forward pass,
     or None when restarting is exact for this model."""
+    backend = as_backend(model)
+    if backend.restart_blocker is not None:  # a TransformerBridge: no start_at_layer at all
+        return backend.restart_blocker
     if model.cfg.positional_embedding_type == "shortformer":
         return "positional_embedding_type='shortformer' (every block needs the positional embedding)"
     return None
@@ -272,7 +276,7 @@ def _restart_lds(
                 if start_at_layer and L > 0:
                     resid = model(corr_resid[f"x{L}"][prompt_of].to(dev), start_at_layer=L, stop_at_layer=n_layers)
                 else:
-                    resid = model(corrupted[prompt_of].to(dev), stop_at_layer=n_layers)
+                    resid = as_backend(model).forward(corrupted[prompt_of].to(dev), stop_at_layer=n_layers)
             last = resid_to_logits(model, resid[:, -1])
             lds[rows] = metric.per_row(last, prompt_of.to(last.device)).cpu()
         out[L] = lds.view(len(patches), n).mean(1)

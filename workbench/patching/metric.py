@@ -20,6 +20,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from ..backends import as_backend
 from ..readout import resid_to_logits, token_logits
 from ..validation import check_int
 
@@ -95,7 +96,9 @@ def last_logits(model, tokens: Int[Tensor, "n pos"], batch_size: int = 32) -> Fl
     outs = []
     with torch.no_grad():
         for i in range(0, tokens.shape[0], batch_size):
-            resid = model(tokens[i : i + batch_size].to(model.cfg.device), stop_at_layer=model.cfg.n_layers)
+            resid = as_backend(model).forward(
+                tokens[i : i + batch_size].to(model.cfg.device), stop_at_layer=model.cfg.n_layers
+            )
             outs.append(resid_to_logits(model, resid[:, -1]))
     return torch.cat(outs, 0)
 
