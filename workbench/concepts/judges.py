@@ -117,6 +117,8 @@ def casual_score(text: str) -> float:
 
 JUDGES: dict[str, Judge] = {
     "sentiment": Judge("vader", "sentiment", vader_compound, 0.05, True, "VADER compound >= 0.05 (positive)"),
+    # the human-rated real-text set (realtext.py) is the same concept, judged the same way
+    "sentiment_real": Judge("vader", "sentiment", vader_compound, 0.05, True, "VADER compound >= 0.05 (positive)"),
     "language": Judge(
         "py3langid", "language", language_probability, 0.5, False, "py3langid (en vs fr) says French with p > 0.5"
     ),
