@@ -578,7 +578,7 @@ class HookRegistry:
 
     def generate(
         self,
-        prompts: Union[str, Sequence[str], Batch],
+        prompts: Union[str, Sequence[str], Tensor, Batch],
         max_new_tokens: int = 32,
         *,
         temperature: float = 0.0,
