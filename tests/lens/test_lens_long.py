@@ -88,7 +88,7 @@ def test_the_readout_never_unembeds_more_than_a_chunk(monkeypatch):
     monkeypatch.setattr(lens_module, "resid_to_logits", spy)
     logit_lens(model, tokens, targets=[1], k=2, chunk_size=4)
     assert seen and max(seen) <= 4
-    assert sum(seen) == (model.cfg.n_layers + 1) * SEQ  # every layer once + the final reference once
+    assert sum(seen) == model.cfg.n_layers * SEQ  # every layer once; the last one is the KL reference itself
 
 
 def test_shallow_targets_only_reads_stop_early(monkeypatch):
@@ -112,3 +112,26 @@ def test_the_normaliser_survives_huge_and_tiny_logits():
     x = torch.tensor([[200.0, 0.0, -5.0], [-300.0, -301.0, -299.0], [1.0, 2.0, 3.0]])
     buf = torch.empty_like(x)
     torch.testing.assert_close(lens_module._log_normaliser(x, buf), x.logsumexp(-1))
+
+
+def test_blockwise_topk_equals_torch_topk():
+    g = torch.Generator().manual_seed(0)
+    for V, k in ((8192, 5), (3072, 1), (49152, 10), (1000, 5)):  # 1000: no equal blocks, plain topk
+        x = torch.randn(17, V, generator=g) * 4
+        x[3, :] = x[3, 0]  # a row of ties: the values still agree
+        got, ref = lens_module._topk(x, k), x.topk(k, -1)
+        torch.testing.assert_close(got[0], ref.values, rtol=0, atol=0)
+        mask = torch.ones(17, dtype=torch.bool)
+        mask[3] = False
+        assert torch.equal(got[1][mask], ref.indices[mask])
+        assert torch.equal(x.gather(1, got[1]), got[0])
+
+
+def test_a_large_vocabulary_takes_the_blockwise_path_and_still_equals_brute_force():
+    model = family_model("qwen2", d_vocab=4096)
+    tokens = random_tokens(model, batch=1, seq_len=9)
+    probs, _ = brute_force(model, tokens)
+    res = logit_lens(model, tokens, k=6, kl=False, chunk_size=5)
+    top = probs.topk(6, -1)
+    torch.testing.assert_close(res.top_probs, top.values, rtol=0, atol=1e-6)
+    assert torch.equal(res.top_ids, top.indices)

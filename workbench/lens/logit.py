@@ -157,16 +157,30 @@ def _read(
 def _read_chunked(
     model, tokens: Int[Tensor, "batch pos"], layers: list[int], positions: list[int], forward_chunk: int
 ) -> Float[Tensor, "layer batch n_positions d_model"]:
-    """``resid_post`` of ``layers`` at ``positions``, feeding ``tokens`` through TransformerLens' KV
-    cache ``forward_chunk`` positions at a time (each chunk attends to the cached keys and values of
-    the earlier ones: the same forward pass, with attention scores ``chunk × T`` instead of ``T × T``).
-    Stops after the last asked position and the deepest asked layer."""
+    """``resid_post`` of ``layers`` at ``positions``, feeding ``tokens`` ``forward_chunk`` positions at
+    a time through a KV cache: each chunk attends to the cached keys and values of the earlier ones
+    (the same forward pass, attention ``chunk × T`` instead of ``T × T``). Reading up to the last
+    layer uses ``workbench.generation.Decoder`` (fused attention); a shallower read runs
+    TransformerLens' forward with its KV cache and ``stop_at_layer``. Only positions up to the last
+    asked one are fed."""
     from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+
+    from ..generation import Decoder
 
     cfg = model.cfg
     tokens = tokens[:, : positions[-1] + 1].to(cfg.device)
     B, T = tokens.shape
-    cache = TransformerLensKeyValueCache.init_cache(cfg, cfg.device, B)
+    if layers[-1] == cfg.n_layers - 1:
+        dec = Decoder(model, B, max_positions=T)
+
+        def step(chunk: Tensor) -> None:
+            dec.step(chunk, torch.ones_like(chunk))
+    else:
+        cache = TransformerLensKeyValueCache.init_cache(cfg, cfg.device, B)
+
+        def step(chunk: Tensor) -> None:
+            model(chunk, attention_mask=torch.ones_like(chunk), past_kv_cache=cache, stop_at_layer=layers[-1] + 1)
+
     want = torch.tensor(positions, device=cfg.device)
     reg = HookRegistry(model)
     for L in layers:
@@ -175,7 +189,7 @@ def _read_chunked(
     with torch.no_grad(), reg:
         for a in range(0, T, forward_chunk):
             chunk = tokens[:, a : a + forward_chunk]
-            model(chunk, attention_mask=torch.ones_like(chunk), past_kv_cache=cache, stop_at_layer=layers[-1] + 1)
+            step(chunk)
             sel = want[(want >= a) & (want < a + chunk.shape[1])] - a
             if sel.numel():
                 parts.append(torch.stack([reg.records[f"{_PROBE_PREFIX}{L}"][:, sel] for L in layers], 0))
@@ -294,8 +308,24 @@ def _log_normaliser(logits: Float[Tensor, "c v"], buf: Float[Tensor, "c v"]) -> 
     return lse
 
 
-def _rowdot(a: Float[Tensor, "c v"], b: Float[Tensor, "c v"]) -> Float[Tensor, " c"]:
-    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1)
+def _rowdot(a: Float[Tensor, "c v"], b: Float[Tensor, "c v"], buf: Float[Tensor, "c v"]) -> Float[Tensor, " c"]:
+    """``Σ_v a[r, v] b[r, v]`` per row (product into ``buf``, then a row sum)."""
+    return torch.mul(a, b, out=buf).sum(-1)
+
+
+def _topk(logits: Float[Tensor, "c v"], k: int) -> tuple[Tensor, Tensor]:
+    """``logits.topk(k)`` in two cheap passes when the vocabulary splits into equal blocks: the k
+    largest values lie in the k blocks with the largest maxima (a value outside them has k block
+    maxima, k other values, at least as large), so ``topk`` runs on those ``k · block`` values."""
+    c, V = logits.shape
+    block = next((b for b in (1024, 512, 256) if V % b == 0 and V // b >= 4 * k), None)
+    if block is None:
+        return logits.topk(k, -1)
+    blocks = logits.view(c, V // block, block)
+    best = blocks.amax(-1).topk(k, -1).indices  # [c, k]
+    cand = blocks.gather(1, best[:, :, None].expand(-1, -1, block)).view(c, k * block)
+    values, idx = cand.topk(k, -1)
+    return values, best.gather(1, idx // block) * block + idx % block
 
 
 @dataclass(frozen=True)
@@ -321,50 +351,57 @@ def _lens_stats(
     chunk_size: int,
 ) -> _Stats:
     """The lens statistics of ``resid[li, r]`` for every layer and row, ``chunk_size`` rows at a
-    time (see the module docstring for what each one needs)."""
+    time (see the module docstring for what each one needs). Besides the layer's logits, at most
+    three ``chunk × d_vocab`` tensors live at once: a scratch buffer and, for the KL, the final
+    logits and distribution of the chunk."""
     n_l, R = resid.shape[:2]
     V = model.cfg.d_vocab
+    dev = model.cfg.device
+    last = model.cfg.n_layers - 1
     top_ids = torch.zeros(n_l, R, k, dtype=torch.long)
     top_probs = torch.zeros(n_l, R, k)
     t_probs = torch.zeros(n_l, R, len(tids))
     t_ranks = torch.zeros(n_l, R, len(tids), dtype=torch.long)
     kls = torch.zeros(n_l, R) if kl else None
-    tid_t = torch.tensor(tids, dtype=torch.long, device=model.cfg.device)
-    c_max = min(chunk_size, R)
-    buf = torch.empty(c_max, V, device=model.cfg.device)
+    tid_t = torch.tensor(tids, dtype=torch.long, device=dev)
+    buf = torch.empty(min(chunk_size, R), V, device=dev)
     for a in range(0, R, chunk_size):
         rows = slice(a, min(a + chunk_size, R))
-        c = rows.stop - rows.start
-        b = buf[:c]
+        b = buf[: rows.stop - rows.start]
+        lf = pf = ref = mass = None
         if kl:
             if final_logits is not None:
-                lf = final_logits[rows].to(model.cfg.device).float()
+                lf = final_logits[rows].to(dev).float()
             else:
                 lf = resid_to_logits(model, final_resid[rows]).float()  # type: ignore[index]
             lse_f = _log_normaliser(lf, b)
             pf = (lf - lse_f[:, None]).exp_()
             mass = pf.sum(-1)
-            ref = _rowdot(pf, lf) - lse_f * mass
-            del lf
+            ref = _rowdot(pf, lf, b) - lse_f * mass
         for li, L in enumerate(layers):
-            h = resid[li, rows]
-            logits = (translator.logits(model, h, L) if translator is not None else resid_to_logits(model, h)).float()
+            if L == last and lf is not None and translator is None and final_logits is None:
+                logits = lf  # the last layer's readout is the final distribution's own logits
+            else:
+                h = resid[li, rows]
+                logits = translator.logits(model, h, L) if translator is not None else resid_to_logits(model, h)
+                logits = logits.float()
             if k:
-                tl_, ti_ = logits.topk(k, -1)
+                top_l, top_i = _topk(logits, k)
             if tids:
                 tgt = logits.index_select(1, tid_t)
                 for j in range(len(tids)):
-                    t_ranks[li, rows, j] = (logits > tgt[:, j : j + 1]).sum(-1).cpu()
+                    torch.gt(logits, tgt[:, j : j + 1], out=b)  # 1.0 where a token is more likely
+                    t_ranks[li, rows, j] = b.sum(-1).long().cpu()
             if kl:
-                here = _rowdot(pf, logits)
+                here = _rowdot(pf, logits, b)  # type: ignore[arg-type]
             lse = _log_normaliser(logits, b)
             if k:
-                top_ids[li, rows] = ti_.cpu()
-                top_probs[li, rows] = (tl_ - lse[:, None]).exp().cpu()
+                top_ids[li, rows] = top_i.cpu()
+                top_probs[li, rows] = (top_l - lse[:, None]).exp().cpu()
             if tids:
                 t_probs[li, rows] = (tgt - lse[:, None]).exp().cpu()
             if kl:
-                kls[li, rows] = (ref - (here - lse * mass)).cpu()  # type: ignore[index]
+                kls[li, rows] = (ref - (here - lse * mass)).cpu()  # type: ignore[index,operator]
     return _Stats(top_ids, top_probs, t_probs, t_ranks, kls)
 
 
@@ -388,7 +425,7 @@ def read_lens(
     kl: bool = True,
     final_resid: Optional[Float[Tensor, "batch pos d_model"]] = None,
     positions: Optional[Sequence[int]] = None,
-    chunk_size: int = 128,
+    chunk_size: int = 256,
 ) -> LensResult:
     """Turn residuals into a ``LensResult`` (logit lens, or tuned lens when ``translator`` is given),
     in chunks of ``chunk_size`` (row, position) pairs.
@@ -473,7 +510,7 @@ def logit_lens(
     kl: bool = True,
     registry: Optional[HookRegistry] = None,
     tuned: Optional["TunedLens"] = None,
-    chunk_size: int = 128,
+    chunk_size: int = 256,
     forward_chunk: int = 512,
 ) -> LensResult:
     """Logit lens (nostalgebraist 2020) at ``resid_post`` of every layer (or ``layers``) and every
@@ -503,9 +540,9 @@ def logit_lens(
     batch = _as_unpadded_batch(reg, inputs)
     pos = check_positions(positions, batch.tokens.shape[1])
     read = sorted(set(want) | ({model.cfg.n_layers - 1} if kl else set()))
-    if registry is None:
+    if registry is None and getattr(model.cfg, "attention_dir", "causal") == "causal":
         resid = _read_chunked(model, batch.tokens, read, pos, forward_chunk)
-    else:
+    else:  # a user's steers see absolute positions of one pass; bidirectional attention cannot be chunked
         resid = _read(reg, batch, read, pos)
     final_resid = resid[read.index(model.cfg.n_layers - 1)] if kl else None
     return read_lens(
