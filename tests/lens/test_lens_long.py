@@ -79,13 +79,13 @@ def test_the_readout_never_unembeds_more_than_a_chunk(monkeypatch):
     model = family_model("llama")
     tokens = random_tokens(model, batch=1, seq_len=SEQ)
     seen = []
-    real = lens_module.resid_to_logits
+    real = lens_module._readout
 
-    def spy(m, h):
+    def spy(m, h, weight_t):
         seen.append(h.shape[0] if h.ndim == 2 else h.shape[:-1].numel())
-        return real(m, h)
+        return real(m, h, weight_t)
 
-    monkeypatch.setattr(lens_module, "resid_to_logits", spy)
+    monkeypatch.setattr(lens_module, "_readout", spy)
     logit_lens(model, tokens, targets=[1], k=2, chunk_size=4)
     assert seen and max(seen) <= 4
     assert sum(seen) == model.cfg.n_layers * SEQ  # every layer once; the last one is the KL reference itself
@@ -135,3 +135,20 @@ def test_a_large_vocabulary_takes_the_blockwise_path_and_still_equals_brute_forc
     top = probs.topk(6, -1)
     torch.testing.assert_close(res.top_probs, top.values, rtol=0, atol=1e-6)
     assert torch.equal(res.top_ids, top.indices)
+
+
+def test_a_hooked_unembedding_runs_through_its_module():
+    """The lens unembeds with a view of W_U (no copy) unless the unembedding carries a hook: then
+    TransformerLens' Unembed runs, the hook fires, and the numbers are the same."""
+    model = family_model("gpt2")
+    tokens = random_tokens(model, batch=1, seq_len=6)
+    plain = logit_lens(model, tokens, targets=[2], k=3)
+    calls = []
+    handle = model.unembed.hook_out.register_forward_hook(lambda mod, inp, out: calls.append(out.shape))
+    try:
+        hooked = logit_lens(model, tokens, targets=[2], k=3)
+    finally:
+        handle.remove()
+    assert calls
+    torch.testing.assert_close(hooked.top_probs, plain.top_probs, rtol=0, atol=1e-6)
+    torch.testing.assert_close(hooked.kl_to_final, plain.kl_to_final, rtol=1e-5, atol=1e-6)

@@ -41,7 +41,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ..readout import resid_to_logits
+from ..readout import final_norm, resid_to_logits, unembed_normed
 from ..registry import HookRegistry
 from ..tokens import Batch, token_strings
 from ..validation import check_bool, check_int
@@ -313,6 +313,27 @@ def _rowdot(a: Float[Tensor, "c v"], b: Float[Tensor, "c v"], buf: Float[Tensor,
     return torch.mul(a, b, out=buf).sum(-1)
 
 
+def _unembed_weight(model) -> Optional[Tensor]:
+    """``W_U.T`` as a view for ``readout.unembed_normed`` (no copy; TransformerLens' ``Unembed``
+    copies the whole ``W_U`` on every call), or None when the unembedding carries hooks, so that
+    its module runs and they fire."""
+    from transformer_lens.hook_points import HookPoint
+
+    u = model.unembed
+    parts = (u, getattr(u, "hook_in", None), getattr(u, "hook_out", None))
+    if any(p is None or p._forward_hooks or p._forward_pre_hooks for p in parts) or any(
+        type(p) is not HookPoint for p in parts[1:]
+    ):
+        return None
+    return u.W_U.T
+
+
+def _readout(model, h: Float[Tensor, "rows d_model"], weight_t: Optional[Tensor]) -> Float[Tensor, "rows d_vocab"]:
+    """``resid_to_logits(model, h)`` through the readout's own pieces (final norm, unembedding with
+    ``weight_t``, soft-cap)."""
+    return unembed_normed(model, final_norm(model, h.to(model.cfg.dtype)), weight_t=weight_t)
+
+
 def _topk(logits: Float[Tensor, "c v"], k: int) -> tuple[Tensor, Tensor]:
     """``logits.topk(k)`` in two cheap passes when the vocabulary splits into equal blocks: the k
     largest values lie in the k blocks with the largest maxima (a value outside them has k block
@@ -365,6 +386,7 @@ def _lens_stats(
     kls = torch.zeros(n_l, R) if kl else None
     tid_t = torch.tensor(tids, dtype=torch.long, device=dev)
     buf = torch.empty(min(chunk_size, R), V, device=dev)
+    weight_t = _unembed_weight(model)
     for a in range(0, R, chunk_size):
         rows = slice(a, min(a + chunk_size, R))
         b = buf[: rows.stop - rows.start]
@@ -373,7 +395,7 @@ def _lens_stats(
             if final_logits is not None:
                 lf = final_logits[rows].to(dev).float()
             else:
-                lf = resid_to_logits(model, final_resid[rows]).float()  # type: ignore[index]
+                lf = _readout(model, final_resid[rows], weight_t).float()  # type: ignore[index]
             lse_f = _log_normaliser(lf, b)
             pf = (lf - lse_f[:, None]).exp_()
             mass = pf.sum(-1)
@@ -383,8 +405,9 @@ def _lens_stats(
                 logits = lf  # the last layer's readout is the final distribution's own logits
             else:
                 h = resid[li, rows]
-                logits = translator.logits(model, h, L) if translator is not None else resid_to_logits(model, h)
-                logits = logits.float()
+                if translator is not None:  # tuned lens: the readout of h + A_L h + b_L (checked up front)
+                    h = translator.translate(h, L)
+                logits = _readout(model, h, weight_t).float()
             if k:
                 top_l, top_i = _topk(logits, k)
             if tids:
