@@ -21,6 +21,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from .backends import as_backend
 from .edits import Edit, EditContext
 from .generation import SamplingConfig, decode_loop
 from .positions import Positions, PositionSpec, resolve_positions
@@ -185,7 +186,7 @@ class Generation:
 
 
 class HookRegistry:
-    """Probes and steers on one HookedTransformer, active only inside ``with reg:``.
+    """Probes and steers on one HookedTransformer or TransformerBridge, active only inside ``with reg:``.
 
     >>> reg = HookRegistry(model)
     >>> reg.probe("h12", "resid_post.12", reduce="last")
@@ -195,6 +196,7 @@ class HookRegistry:
 
     def __init__(self, model) -> None:
         self.model = model
+        self.backend = as_backend(model)  # HookedTransformer or TransformerBridge (TypeError otherwise)
         self._entries: OrderedDict[str, Union[_Probe, _Steer]] = OrderedDict()
         self.records = Records()
         self._stack: Optional[contextlib.ExitStack] = None
@@ -312,7 +314,9 @@ class HookRegistry:
                     e.enabled = saved[n]
 
     def describe(self):
-        """A table (pandas DataFrame) of what is registered, in application order per site."""
+        """A table (pandas DataFrame) of what is registered, in application order per site. Its
+        ``attrs["backend"]`` names the model type and ``attrs["paths"]`` says which path each fast path
+        (generation, patching restarts, early stop) takes on it, and why (``workbench.backends``)."""
         import pandas as pd
 
         rows = []
@@ -329,7 +333,10 @@ class HookRegistry:
                     "order": order,
                 }
             )
-        return pd.DataFrame(rows, columns=["name", "kind", "site", "hook", "positions", "detail", "enabled", "order"])
+        table = pd.DataFrame(rows, columns=["name", "kind", "site", "hook", "positions", "detail", "enabled", "order"])
+        table.attrs["backend"] = self.backend.name
+        table.attrs["paths"] = self.backend.paths()
+        return table
 
     def __repr__(self) -> str:
         n_p = sum(e.kind == "probe" for e in self._entries.values())
@@ -341,17 +348,18 @@ class HookRegistry:
         return self._stack is not None
 
     def _module(self, site: Site):
-        mods = self.model.mod_dict
-        if site.hook_name not in mods:
+        module = self.backend.hook_module(site.hook_name)
+        if module is None:
             site.check(self.model)
-        return mods[site.hook_name]
+            raise KeyError(f"site '{site.short}' has no hook module '{site.hook_name}' on this model")
+        return module
 
     def _install_if_active(self, site: Site) -> None:
         if self._stack is not None and site.hook_name not in self._installed:
             self._install(site)
 
     def _install(self, site: Site) -> None:
-        handle = self._module(site).register_forward_hook(self._make_hook(site))
+        handle = self.backend.add_hook(self._module(site), self._make_hook(site))
         # Removal is scheduled the moment the handle exists.
         self._stack.callback(handle.remove)
         self._stack.callback(self._installed.pop, site.hook_name, None)
@@ -566,7 +574,7 @@ class HookRegistry:
                 self._fired = set()
                 stack.callback(setattr, self, "_stop_after", None)
             try:
-                out = self.model(
+                out = self.backend.forward(
                     batch.tokens.to(self.model.cfg.device),
                     attention_mask=mask.to(self.model.cfg.device),
                     stop_at_layer=stop,

@@ -175,7 +175,6 @@ def test_activation_patching_gives_the_same_grid(pair, stream):
 
 
 def test_logit_lens_and_extraction_match(pair):
-    model, bridge = pair
     lenses = [logit_lens(m, TEXTS[0], k=3, targets=["cat"]) for m in pair]
     assert torch.equal(lenses[1].top_ids, lenses[0].top_ids)
     close(lenses[1].top_probs, lenses[0].top_probs)
