@@ -80,3 +80,29 @@ def test_bakeoff_figures_and_layer_accuracy():
 def test_labels_come_from_the_registry():
     assert method_label("logistic") == method_class("logistic").label
     assert method_label("not_registered") == "not_registered"
+
+
+def test_transfer_cosine_and_source_comparison_figures():
+    from workbench.plots.concepts import cosine_figure, source_comparison_figure, transfer_figure
+
+    sweep = pd.DataFrame(
+        {
+            "train_on": ["t", "t", "r", "r"] * 2,
+            "test_on": ["t", "r", "r", "t"] * 2,
+            "layer": [0] * 4 + [2] * 4,
+            "test_accuracy": [1.0, 0.6, 0.8, 0.55, 1.0, 0.7, 0.85, 0.6],
+        }
+    )
+    fig = transfer_figure(sweep)
+    cross = next(t for t in fig.data if t.name == "train t → test r")
+    assert list(cross.y) == [0.6, 0.7] and cross.line.dash == "dash"
+    assert next(t for t in fig.data if t.name == "train r → test r").line.dash == "solid"
+    cos = pd.DataFrame({"layer": [2, 0], "mean_diff_cosine": [0.3, 0.1], "probe_cosine": [0.2, 0.4]})
+    assert list(cosine_figure(cos).data[0].y) == [0.1, 0.3]  # sorted by layer
+    a, b = sweep_table(), sweep_table(seed=1)
+    fig = source_comparison_figure({"template": a, "real": b})
+    line = next(t for t in fig.data if t.name == "Mean difference (CAA) · real" and t.xaxis == "x")
+    sub = b[(b["method"] == "mean_diff") & (b["toward"] == "positive")].sort_values("strength")
+    assert list(line.y) == list(sub["success"]) and list(line.customdata) == list(sub["strength"])
+    with pytest.raises(ValueError, match="at least one"):
+        source_comparison_figure({})

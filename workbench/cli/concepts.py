@@ -1,4 +1,4 @@
-"""``workbench concepts fit|steer|compare|build-data`` and ``workbench bench concepts``."""
+"""``workbench concepts fit|steer|compare|realtext|build-data`` and ``workbench bench concepts``."""
 
 from pathlib import Path
 from typing import Annotated, Optional
@@ -215,6 +215,24 @@ def compare(
     result, paths = run_and_save(load_model(), config, out, completions=completions, hf_reference=hf_reference)
     print_summary(result)
     console.print(f"wrote {', '.join(paths.values())}")
+
+
+@app.command()
+def realtext(
+    budget: str = typer.Option("full", help="'full' or 'small' (a tiny run)"),
+    layer: int = typer.Option(6, help="resid_post layer of the steering comparison"),
+    out: Annotated[
+        Optional[Path], typer.Option(help="directory for the tables, figures and report [WORKBENCH_FIGURES or figures]")
+    ] = None,
+) -> None:
+    """Template vs human-rated real sentiment text: probe transfer by layer, vector cosines, steering."""
+    from workbench.experiments.steering_realtext import BUDGETS, run_realtext
+    from workbench.models import load_model
+
+    if budget not in BUDGETS:
+        raise typer.BadParameter(f"budget must be one of {sorted(BUDGETS)}, got {budget!r}")
+    result = run_realtext(load_model(), budget=budget, layer=layer, directory=out)
+    console.print(f"wrote {', '.join(result['paths'].values())}")
 
 
 @app.command("build-data")

@@ -6,7 +6,9 @@ never shows or writes it (``workbench.experiments.export.save_figure`` does).
   the random-direction control in grey, bootstrap intervals as error bars;
 - ``frontier_figure``: success against perplexity ratio, one frontier per method and direction, with
   error bars on both axes;
-- ``bakeoff_figures``: the dose-response and frontier figures of a ``BakeoffResult``.
+- ``bakeoff_figures``: the dose-response and frontier figures of a ``BakeoffResult``;
+- ``transfer_figure``, ``cosine_figure``, ``source_comparison_figure``: probes and vectors across data
+  sources (template vs real text).
 
 Method labels and colours come from the method registry (``ConceptMethod.label``, registration order).
 """
@@ -245,4 +247,112 @@ def bakeoff_figures(result: BakeoffResult) -> dict[str, go.Figure]:
     }
 
 
-__all__ = ["bakeoff_figures", "dose_response_figure", "frontier_figure", "layer_accuracy_figure", "method_label"]
+def transfer_figure(sweep: pd.DataFrame, *, title: str = "Probe transfer between data sources") -> go.Figure:
+    """Held-out probe accuracy by layer, one line per (train source → test source) of a
+    ``concepts.transfer.transfer_sweep`` table; solid lines stay within a source, dashed ones cross."""
+    _require(sweep, ("train_on", "test_on", "layer", "test_accuracy"), "transfer_figure")
+    fig = go.Figure()
+    sources = list(dict.fromkeys([*sweep["train_on"], *sweep["test_on"]]))
+    for (a, b), sub in sweep.groupby(["train_on", "test_on"], sort=False):
+        sub = sub.sort_values("layer")
+        fig.add_trace(
+            go.Scatter(
+                x=sub["layer"],
+                y=sub["test_accuracy"],
+                mode="lines+markers",
+                name=f"train {a} → test {b}",
+                line=dict(color=PALETTE[sources.index(b) % len(PALETTE)], dash="solid" if a == b else "dash"),
+            )
+        )
+    if len(sweep):
+        xs = [float(sweep["layer"].min()), float(sweep["layer"].max())]
+        fig.add_trace(reference_line(xs, 0.5, name="chance", color="#888", dash="dot"))
+    style(fig, title=title, x="layer (resid_post)", y="held-out accuracy (fraction correct)", width=860)
+    fig.update_yaxes(range=[0.4, 1.02])
+    return fig
+
+
+def cosine_figure(table: pd.DataFrame, *, title: str = "Template vs real-text vectors") -> go.Figure:
+    """Cosine by layer between two sources' mean-difference vectors and probe normals
+    (``concepts.transfer.vector_cosines``)."""
+    _require(table, ("layer", "mean_diff_cosine", "probe_cosine"), "cosine_figure")
+    sub = table.sort_values("layer")
+    fig = go.Figure()
+    for i, (key, name) in enumerate(
+        (("mean_diff_cosine", "mean difference μ⁺ − μ⁻"), ("probe_cosine", "probe normal w"))
+    ):
+        fig.add_trace(
+            go.Scatter(x=sub["layer"], y=sub[key], mode="lines+markers", name=name, line=dict(color=PALETTE[i]))
+        )
+    style(fig, title=title, x="layer (resid_post)", y="cosine similarity")
+    fig.update_yaxes(range=[-0.05, 1.02])
+    return fig
+
+
+def source_comparison_figure(
+    tables: dict[str, pd.DataFrame], *, title: str = "Steering success by vector source"
+) -> go.Figure:
+    """Success against strength for the same methods fitted on different data sources, one panel per
+    direction, with the tables' intervals as error bars: ``tables`` maps a source label to a sweep
+    table (``steering_sweep``/``run_bakeoff``)."""
+    if not tables:
+        raise ValueError("source_comparison_figure needs at least one table")
+    for label, t in tables.items():
+        _require(t, _SWEEP_COLUMNS, f"source_comparison_figure[{label!r}]")
+    directions = [d for d in ("positive", "negative") if any(d in set(t["toward"]) for t in tables.values())]
+    fig = make_subplots(
+        rows=1, cols=len(directions), subplot_titles=[f"steer toward {d}" for d in directions], shared_yaxes=True
+    )
+    dashes = ("solid", "dash", "dot", "dashdot")
+    for col, d in enumerate(directions, start=1):
+        for k, (label, t) in enumerate(tables.items()):
+            for method, sub in t[t["toward"] == d].groupby("method", sort=False):
+                sub = sub.sort_values("strength")
+                name = f"{_label(method)} · {label}"
+                fig.add_trace(
+                    go.Scatter(
+                        x=sub["strength"] + 0.15 * k,
+                        y=sub["success"],
+                        error_y=_error(sub, "success"),
+                        customdata=sub["strength"],
+                        mode="lines+markers",
+                        name=name,
+                        legendgroup=f"{method}{label}",
+                        showlegend=col == 1,
+                        line=dict(color=_colour(method), dash=dashes[k % len(dashes)]),
+                        hovertemplate=f"{name}<br>strength %{{customdata}}: %{{y:.3g}}<extra></extra>",
+                    ),
+                    row=1,
+                    col=col,
+                )
+            base = t[t["method"] == "none"]
+            if len(base) and k == 0:
+                xs = [float(t["strength"][t["method"] != "none"].min()), float(t["strength"].max())]
+                fig.add_trace(
+                    reference_line(
+                        xs,
+                        float(base["success"].iloc[0]),
+                        name="unsteered",
+                        color="#888",
+                        dash="dot",
+                        showlegend=col == 1,
+                    ),
+                    row=1,
+                    col=col,
+                )
+        fig.update_xaxes(title_text="strength (× ‖μ⁺ − μ⁻‖)", row=1, col=col)
+    style(fig, title=title, width=560 * len(directions) + 160, height=480)
+    fig.update_yaxes(title_text="share of completions judged positive", range=[-0.02, 1.02], row=1, col=1)
+    return fig
+
+
+__all__ = [
+    "bakeoff_figures",
+    "cosine_figure",
+    "dose_response_figure",
+    "frontier_figure",
+    "layer_accuracy_figure",
+    "method_label",
+    "source_comparison_figure",
+    "transfer_figure",
+]
