@@ -34,16 +34,21 @@ def soft_cap(model, logits: Float[Tensor, "... d_vocab"]) -> Float[Tensor, "... 
 
 
 def unembed_normed(
-    model, normed: Float[Tensor, "... d_model"], *, weight_t: Tensor | None = None
+    model, normed: Float[Tensor, "... d_model"], *, weight_t: Tensor | None = None, out: Tensor | None = None
 ) -> Float[Tensor, "... d_vocab"]:
     """``softcap(normed · W_U + b_U)``. ``weight_t`` is an optional ``W_U.T`` laid out for
-    ``F.linear`` (the decoder passes a contiguous copy it owns); the math is the same."""
+    ``F.linear`` (the decoder passes a contiguous copy it owns); the math is the same. With
+    ``weight_t``, ``out`` (a contiguous ``[..., d_vocab]`` buffer) receives the logits before the
+    soft-cap (the lens reuses one buffer instead of allocating a chunk of logits per call)."""
     if weight_t is None:
         shape = normed.shape
         flat = einops.rearrange(normed, "... d -> (...) 1 d")
         logits = model.unembed(flat).reshape(*shape[:-1], -1)
-    else:
+    elif out is None:
         logits = torch.nn.functional.linear(normed, weight_t, model.unembed.b_U)
+    else:
+        flat = normed.reshape(-1, normed.shape[-1])
+        logits = torch.addmm(model.unembed.b_U, flat, weight_t.t(), out=out.view(flat.shape[0], -1)).view(out.shape)
     return soft_cap(model, logits)
 
 

@@ -81,9 +81,9 @@ def test_the_readout_never_unembeds_more_than_a_chunk(monkeypatch):
     seen = []
     real = lens_module._readout
 
-    def spy(m, h, weight_t):
+    def spy(m, h, weight_t, out=None):
         seen.append(h.shape[0] if h.ndim == 2 else h.shape[:-1].numel())
-        return real(m, h, weight_t)
+        return real(m, h, weight_t, out)
 
     monkeypatch.setattr(lens_module, "_readout", spy)
     logit_lens(model, tokens, targets=[1], k=2, chunk_size=4)

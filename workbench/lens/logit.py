@@ -41,6 +41,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from ..backends import as_backend
 from ..readout import final_norm, resid_to_logits, unembed_normed
 from ..registry import HookRegistry
 from ..tokens import Batch, token_strings
@@ -328,10 +329,13 @@ def _unembed_weight(model) -> Optional[Tensor]:
     return u.W_U.T
 
 
-def _readout(model, h: Float[Tensor, "rows d_model"], weight_t: Optional[Tensor]) -> Float[Tensor, "rows d_vocab"]:
+def _readout(
+    model, h: Float[Tensor, "rows d_model"], weight_t: Optional[Tensor], out: Optional[Tensor] = None
+) -> Float[Tensor, "rows d_vocab"]:
     """``resid_to_logits(model, h)`` through the readout's own pieces (final norm, unembedding with
-    ``weight_t``, soft-cap)."""
-    return unembed_normed(model, final_norm(model, h.to(model.cfg.dtype)), weight_t=weight_t)
+    ``weight_t`` into ``out`` when given, soft-cap)."""
+    normed = final_norm(model, h.to(model.cfg.dtype))
+    return unembed_normed(model, normed, weight_t=weight_t, out=out if weight_t is not None else None)
 
 
 def _topk(logits: Float[Tensor, "c v"], k: int) -> tuple[Tensor, Tensor]:
@@ -386,6 +390,7 @@ def _lens_stats(
     kls = torch.zeros(n_l, R) if kl else None
     tid_t = torch.tensor(tids, dtype=torch.long, device=dev)
     buf = torch.empty(min(chunk_size, R), V, device=dev)
+    layer_buf = torch.empty_like(buf)  # the layer's logits (the KL's final logits have their own)
     weight_t = _unembed_weight(model)
     for a in range(0, R, chunk_size):
         rows = slice(a, min(a + chunk_size, R))
@@ -407,7 +412,7 @@ def _lens_stats(
                 h = resid[li, rows]
                 if translator is not None:  # tuned lens: the readout of h + A_L h + b_L (checked up front)
                     h = translator.translate(h, L)
-                logits = _readout(model, h, weight_t).float()
+                logits = _readout(model, h, weight_t, layer_buf[: rows.stop - rows.start]).float()
             if k:
                 top_l, top_i = _topk(logits, k)
             if tids:
@@ -563,7 +568,8 @@ def logit_lens(
     batch = _as_unpadded_batch(reg, inputs)
     pos = check_positions(positions, batch.tokens.shape[1])
     read = sorted(set(want) | ({model.cfg.n_layers - 1} if kl else set()))
-    if registry is None and getattr(model.cfg, "attention_dir", "causal") == "causal":
+    chunked = as_backend(model).decoder_blocker is None  # TransformerLens' KV cache (a bridge: one plain pass)
+    if registry is None and chunked and getattr(model.cfg, "attention_dir", "causal") == "causal":
         resid = _read_chunked(model, batch.tokens, read, pos, forward_chunk)
     else:  # a user's steers see absolute positions of one pass; bidirectional attention cannot be chunked
         resid = _read(reg, batch, read, pos)
