@@ -15,16 +15,18 @@ bridge's own names (``blocks.L.hook_out``) to those.
 * ``forward(tokens, attention_mask=, stop_at_layer=, return_type=)``: HookedTransformer's contract,
   where ``stop_at_layer=n_layers`` returns the residual after the last block (before the final norm);
 * ``decoder(batch, max_positions)``: the incremental decoder ``generate`` steps through;
-* ``restart_blocker`` / ``decoder_blocker``: why a fast path that re-implements part of the forward
-  pass does not apply (None: it does), and ``paths()``: one line per fast path saying which path runs
-  and why (``HookRegistry.describe()`` carries it).
+* ``restart_blocker`` / ``decoder_blocker`` / ``rewrite_blocker``: why a fast path that re-implements
+  part of the forward pass does not apply (None: it does), and ``paths()``: one line per fast path
+  saying which path runs and why (``HookRegistry.describe()`` carries it).
 
 For a bridge, Hugging Face's ``forward`` owns the loop over layers, so two fast paths do not apply:
 workbench's fused KV-cached decoder (it runs HookedTransformer blocks) — generation steps through the
 bridge's forward with Hugging Face's own KV cache instead — and ``start_at_layer`` restarts
 (``TransformerBridge.forward`` refuses them) — activation patching runs every patch from the
-embedding (schedule ``"full"``). The early stop of probe-only runs applies to both (the bridge
-implements ``stop_at_layer``).
+embedding (schedule ``"full"``); KV reuse in patching needs HookedTransformer blocks too
+(``patching.reuse.kv_reuse_blocker`` names the block type). RelP's rewritten modules are refused by
+name (plain-gradient AtP runs through registry taps and applies). The early stop of probe-only runs
+applies to both (the bridge implements ``stop_at_layer``).
 """
 
 import contextlib
@@ -54,6 +56,7 @@ class Backend:
     # Why a fast path does not apply to this model type (None: it applies).
     decoder_blocker: ClassVar[Optional[str]] = None
     restart_blocker: ClassVar[Optional[str]] = None
+    rewrite_blocker: ClassVar[Optional[str]] = None  # RelP's rewritten forward of HookedTransformer's modules
 
     def __init__(self, model) -> None:
         self.model = model
@@ -141,6 +144,7 @@ class HookedBackend(Backend):
             "generate": "workbench's fused KV-cached decoder (per layer and config: generation.decoder_plan)",
             "restart": "start_at_layer restarts (per config: patching.patch_schedule)",
             "early_stop": "probe-only runs stop after the deepest probe (stop_at_layer + early exit)",
+            "relp": "RelP's rewritten modules (per config: patching.relp_blocker)",
         }
 
 
@@ -153,6 +157,10 @@ class BridgeBackend(Backend):
         "workbench's fused decoder runs HookedTransformer blocks; a TransformerBridge runs Hugging Face's modules"
     )
     restart_blocker = "TransformerBridge.forward has no start_at_layer (Hugging Face's forward owns the layer loop)"
+    rewrite_blocker = (
+        "RelP's rules rewrite HookedTransformer's norm, attention and MLP modules; a TransformerBridge runs Hugging "
+        "Face's (plain-gradient AtP applies)"
+    )
 
     def __init__(self, model) -> None:
         if not getattr(model, "compatibility_mode", False):
@@ -199,6 +207,7 @@ class BridgeBackend(Backend):
             "generate": f"TransformerBridge forward with Hugging Face's KV cache ({self.decoder_blocker})",
             "restart": f"patching runs every patch from the embedding, schedule 'full' ({self.restart_blocker})",
             "early_stop": "probe-only runs stop after the deepest probe (the bridge's stop_at_layer + early exit)",
+            "relp": f"refused ({self.rewrite_blocker})",
         }
 
 

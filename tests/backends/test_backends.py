@@ -11,7 +11,7 @@ from workbench import AddVector, HookRegistry
 from workbench.backends import BridgeBackend, HookedBackend, as_backend
 from workbench.concepts.extract import extract
 from workbench.lens import logit_lens
-from workbench.patching import activation_patch, make_metric, random_task
+from workbench.patching import activation_patch, atp, make_metric, random_task, relp
 from workbench.patching.activation import patch_schedule
 
 TEXTS = ["the cat sat on the mat", "a dog ran far away", "big red house"]
@@ -157,7 +157,7 @@ def test_describe_says_which_path_each_fast_path_takes(pair):
     assert br["backend"] == "TransformerBridge"
     assert "Hugging Face's KV cache" in br["paths"]["generate"] and "fused decoder" in br["paths"]["generate"]
     assert "'full'" in br["paths"]["restart"] and "start_at_layer" in br["paths"]["restart"]
-    assert "stop" in br["paths"]["early_stop"]
+    assert "stop" in br["paths"]["early_stop"] and br["paths"]["relp"].startswith("refused")
 
 
 @pytest.mark.parametrize("stream", ["resid_pre", "attn_out", "heads_all_pos"])
@@ -172,6 +172,19 @@ def test_activation_patching_gives_the_same_grid(pair, stream):
     grids = [activation_patch(m, task.clean, task.corrupted, make_metric(m, task), stream) for m in pair]
     assert torch.isfinite(grids[0]).all()
     close(grids[1], grids[0], 1e-4)
+
+
+def test_attribution_patching_matches_and_relp_is_refused(pair):
+    """AtP runs through registry taps (plain gradients) and matches; RelP's rules rewrite
+    HookedTransformer modules, so on a bridge they are refused before any forward pass."""
+    model, bridge = pair
+    task = random_task(model.cfg.d_vocab, n=2, seq_len=5, seed=3)
+    ref, ours = (atp(m, task, make_metric(m, task)) for m in pair)
+    for stream in ref:
+        assert ref[stream].abs().max() > 1e-3, stream
+        close(ours[stream], ref[stream])
+    with pytest.raises(ValueError, match=r"RelP.*TransformerBridge"):
+        relp(bridge, task, make_metric(bridge, task))
 
 
 def test_logit_lens_and_extraction_match(pair):

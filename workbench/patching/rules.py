@@ -34,6 +34,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ..backends import as_backend
 from ..edits import EditContext
 from ..registry import HookRegistry
 from ..validation import check_fields
@@ -72,6 +73,9 @@ def relp_blocker(model, rules: RelPRules) -> Optional[str]:
     """Why ``rules`` cannot be applied faithfully to ``model`` (naming the config field), or None."""
     if not rules.any:
         return None
+    rewrite = as_backend(model).rewrite_blocker
+    if rewrite is not None:  # a TransformerBridge: no HookedTransformer modules to rewrite
+        return rewrite
     cfg = model.cfg
     if getattr(cfg, "clip_qkv", None) is not None:
         return f"clip_qkv={cfg.clip_qkv}: the clamp of q/k/v is a non-linearity no RelP rule rewrites"
