@@ -25,7 +25,8 @@ bridge's forward with Hugging Face's own KV cache instead — and ``start_at_lay
 (``TransformerBridge.forward`` refuses them) — activation patching runs every patch from the
 embedding (schedule ``"full"``); KV reuse in patching needs HookedTransformer blocks too
 (``patching.reuse.kv_reuse_blocker`` names the block type). RelP's rewritten modules are refused by
-name (plain-gradient AtP runs through registry taps and applies). The early stop of probe-only runs
+name (plain-gradient AtP runs through registry taps and applies); the logit lens reads a text in one
+plain pass instead of chunks through TransformerLens' KV cache. The early stop of probe-only runs
 applies to both (the bridge implements ``stop_at_layer``).
 """
 
@@ -145,6 +146,7 @@ class HookedBackend(Backend):
             "restart": "start_at_layer restarts (per config: patching.patch_schedule)",
             "early_stop": "probe-only runs stop after the deepest probe (stop_at_layer + early exit)",
             "relp": "RelP's rewritten modules (per config: patching.relp_blocker)",
+            "lens": "the logit lens reads long texts in chunks through TransformerLens' KV cache",
         }
 
 
@@ -208,6 +210,7 @@ class BridgeBackend(Backend):
             "restart": f"patching runs every patch from the embedding, schedule 'full' ({self.restart_blocker})",
             "early_stop": "probe-only runs stop after the deepest probe (the bridge's stop_at_layer + early exit)",
             "relp": f"refused ({self.rewrite_blocker})",
+            "lens": f"the logit lens reads a text in one plain pass ({self.decoder_blocker})",
         }
 
 

@@ -158,6 +158,7 @@ def test_describe_says_which_path_each_fast_path_takes(pair):
     assert "Hugging Face's KV cache" in br["paths"]["generate"] and "fused decoder" in br["paths"]["generate"]
     assert "'full'" in br["paths"]["restart"] and "start_at_layer" in br["paths"]["restart"]
     assert "stop" in br["paths"]["early_stop"] and br["paths"]["relp"].startswith("refused")
+    assert "one plain pass" in br["paths"]["lens"] and "chunks" in ht["paths"]["lens"]
 
 
 @pytest.mark.parametrize("stream", ["resid_pre", "attn_out", "heads_all_pos"])
