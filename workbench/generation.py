@@ -25,6 +25,9 @@ approximation. ``decoder_plan(model)`` says which path each layer takes and why.
 Nothing is cached between calls: the fused paths read the parameters at every step, so weights
 edited in place, through ``.data`` or by replacing a ``Parameter`` are always the ones used.
 The logits come from ``workbench.readout`` (final norm, unembedding, output soft-cap).
+
+This module is longer than 400 lines on purpose: the fused decoder and the table of config fields it
+reproduces or falls back on must stay side by side, so that no path can drift from the other.
 """
 
 from collections.abc import Callable

@@ -9,6 +9,9 @@ At each site the order is fixed: probes with ``when="before"``, then steers in r
 then probes with ``when="after"``. Positions are absolute and unpadded (see ``positions.py``), and
 stay right under left padding and KV-cached generation because ``run``/``generate`` tell the
 registry which columns each forward chunk covers.
+
+This module is longer than 400 lines on purpose: the registry is one stateful shell whose registration,
+activation, position bookkeeping and hook share private state; split, that state would leak across modules.
 """
 
 import contextlib

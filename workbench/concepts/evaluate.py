@@ -22,6 +22,9 @@ Conditions run side by side in one batch (``RowGroups``): one generation call se
 vectors at once, each on its own block of rows; a condition may edit several sites (one ``RowGroups``
 per site). ``steering_sweep`` adds the norm-matched random-direction control (``controls.py``).
 The prompts default to ``workbench.prompts.neutral_prompts()``; figures are in ``workbench.plots.concepts``.
+
+This module is longer than 400 lines on purpose: the four measures and their bootstrap intervals are
+computed from one set of generations and must be resampled together, over the same prompts.
 """
 
 import time

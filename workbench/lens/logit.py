@@ -31,6 +31,9 @@ Residuals are read through ``HookRegistry`` probes at ``resid_post.L`` (probes r
 at the same site), so the lens of a steered run shows how a steer at layer L changes the prediction
 layer by layer (with a ``registry``, the whole text is one forward pass, so its steers see absolute
 positions as usual).
+
+This module is longer than 400 lines on purpose: the chunked readout and its modes (full, top-k only,
+targets only, KL optional) share one pass over the residuals and must agree with each other exactly.
 """
 
 from collections.abc import Sequence
