@@ -106,3 +106,23 @@ def test_transfer_cosine_and_source_comparison_figures():
     assert list(line.y) == list(sub["success"]) and list(line.customdata) == list(sub["strength"])
     with pytest.raises(ValueError, match="at least one"):
         source_comparison_figure({})
+
+
+def test_monitor_html_and_figures():
+    from workbench.concepts.monitor import Monitored, monitor_table
+    from workbench.plots.concepts import monitor_figure, monitor_html, monitor_scatter_figure
+
+    items = [
+        Monitored("unsteered", "Hi <b>", " a\\nb", (" a", "\n", "b"), (1.0, -2.0, 0.5)),
+        Monitored("up", "Hi <b>", " c", (" c",), (4.0,)),
+    ]
+    html = monitor_html(items)
+    assert html._repr_html_() == str(html) and "&lt;b&gt;" in str(html) and "⏎" in str(html)
+    assert "title='-2.00'" in str(html) and "rgba(213,94,0,0.425)" in str(html)  # |−2| / 4 of full orange
+    fig = monitor_figure(items)
+    assert [list(t.y) for t in fig.data[:2]] == [[1.0, -2.0, 0.5], [4.0]]
+    table = monitor_table(items).assign(score=[0.1, 0.9])
+    scatter = monitor_scatter_figure(table)
+    assert [list(t.x) for t in scatter.data] == [[pytest.approx(-0.5 / 3)], [4.0]]
+    with pytest.raises(ValueError, match="at least one"):
+        monitor_html([])

@@ -1,4 +1,4 @@
-"""``workbench concepts fit|steer|compare|realtext|build-data`` and ``workbench bench concepts``."""
+"""``workbench concepts fit|steer|compare|realtext|monitor|build-data`` and ``workbench bench concepts``."""
 
 from pathlib import Path
 from typing import Annotated, Optional
@@ -232,6 +232,25 @@ def realtext(
     if budget not in BUDGETS:
         raise typer.BadParameter(f"budget must be one of {sorted(BUDGETS)}, got {budget!r}")
     result = run_realtext(load_model(), budget=budget, layer=layer, directory=out)
+    console.print(f"wrote {', '.join(result['paths'].values())}")
+
+
+@app.command()
+def monitor(
+    budget: str = typer.Option("full", help="'full' or 'small' (a tiny run)"),
+    layer: int = typer.Option(6, help="resid_post layer steered and monitored"),
+    strength: float = typer.Option(8.0, help="steering strength (× ‖μ⁺ − μ⁻‖)"),
+    out: Annotated[
+        Optional[Path], typer.Option(help="directory for the table, figures and report [WORKBENCH_FIGURES or figures]")
+    ] = None,
+) -> None:
+    """Monitor the sentiment projection token by token while steering; correlate it with VADER."""
+    from workbench.experiments.steering_monitor import BUDGETS, run_monitor
+    from workbench.models import load_model
+
+    if budget not in BUDGETS:
+        raise typer.BadParameter(f"budget must be one of {sorted(BUDGETS)}, got {budget!r}")
+    result = run_monitor(load_model(), budget=budget, layer=layer, strength=strength, directory=out)
     console.print(f"wrote {', '.join(result['paths'].values())}")
 
 

@@ -8,14 +8,18 @@ never shows or writes it (``workbench.experiments.export.save_figure`` does).
   error bars on both axes;
 - ``bakeoff_figures``: the dose-response and frontier figures of a ``BakeoffResult``;
 - ``transfer_figure``, ``cosine_figure``, ``source_comparison_figure``: probes and vectors across data
-  sources (template vs real text).
+  sources (template vs real text);
+- ``monitor_html`` (token-coloured HTML, rendered in Jupyter) and ``monitor_figure`` (a line per
+  completion): the concept monitor of ``concepts.monitor``.
 
 Method labels and colours come from the method registry (``ConceptMethod.label``, registration order).
 """
 
+import html as _html
 import itertools
 from typing import Optional
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -346,13 +350,121 @@ def source_comparison_figure(
     return fig
 
 
+class TokenHTML:
+    """An HTML fragment that Jupyter renders (``_repr_html_``); ``str()`` gives the markup."""
+
+    def __init__(self, html: str) -> None:
+        self.html = html
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def __str__(self) -> str:
+        return self.html
+
+
+def _shade(value: float, scale: float) -> str:
+    """Blue for positive, red for negative (Okabe-Ito hues), alpha by ``|value| / scale``."""
+    if not np.isfinite(value) or scale <= 0:
+        return "transparent"
+    a = min(1.0, abs(value) / scale)
+    return f"rgba(0,114,178,{0.85 * a:.3f})" if value > 0 else f"rgba(213,94,0,{0.85 * a:.3f})"
+
+
+def monitor_html(monitored, *, scale: Optional[float] = None, title: str = "") -> TokenHTML:
+    """Each monitored completion (``concepts.monitor.Monitored``) as text coloured token by token by
+    its projection ``m_t`` (blue: positive side, orange: negative side; the hover shows the value),
+    one line per completion with its condition and mean projection. ``scale``: the |m| of full
+    colour (default the largest |m| shown)."""
+    items = list(monitored)
+    if not items:
+        raise ValueError("monitor_html needs at least one monitored completion")
+    values = [abs(v) for m in items for v in m.projections if np.isfinite(v)]
+    scale = float(scale) if scale is not None else (max(values) if values else 1.0)
+    out = ["<div style='font-family:Helvetica,Arial,sans-serif;font-size:13px;line-height:1.9'>"]
+    if title:
+        out.append(f"<div style='font-weight:bold;margin-bottom:4px'>{_html.escape(title)}</div>")
+    for m in items:
+        spans = "".join(
+            f"<span title='{v:+.2f}' style='background:{_shade(v, scale)};border-radius:3px;padding:0 1px'>"
+            f"{_html.escape(t).replace(chr(10), '⏎')}</span>"
+            for t, v in zip(m.tokens, m.projections)
+        )
+        out.append(
+            f"<div><span style='color:#666'>[{_html.escape(m.condition)} · mean {m.mean_projection:+.2f}]</span> "
+            f"<b>{_html.escape(m.prompt)}</b>{spans}</div>"
+        )
+    out.append(
+        f"<div style='color:#666;font-size:11px'>colour: projection onto the concept direction, read before the "
+        f"steer; full colour at |m| = {scale:.2f}</div></div>"
+    )
+    return TokenHTML("".join(out))
+
+
+def monitor_figure(monitored, *, title: str = "Monitor: projection per generated token") -> go.Figure:
+    """One line per monitored completion: projection ``m_t`` against the generated token's index,
+    coloured by condition (hover: the token)."""
+    items = list(monitored)
+    if not items:
+        raise ValueError("monitor_figure needs at least one monitored completion")
+    conditions = list(dict.fromkeys(m.condition for m in items))
+    fig = go.Figure()
+    for m in items:
+        c = conditions.index(m.condition)
+        fig.add_trace(
+            go.Scatter(
+                x=list(range(len(m.projections))),
+                y=list(m.projections),
+                text=list(m.tokens),
+                mode="lines",
+                name=m.condition,
+                legendgroup=m.condition,
+                showlegend=m is next(x for x in items if x.condition == m.condition),
+                opacity=0.6,
+                line=dict(color=PALETTE[c % len(PALETTE)], width=1.2),
+                hovertemplate="token %{x}: %{text}<br>m = %{y:.2f}<extra>" + m.condition + "</extra>",
+            )
+        )
+    n = max(len(m.projections) for m in items)
+    fig.add_trace(reference_line([0, max(n - 1, 1)], 0.0, name="between the two sides", color="#888", dash="dot"))
+    style(fig, title=title, x="generated token", y="projection (h − μ₀)·v̂", width=860)
+    return fig
+
+
+def monitor_scatter_figure(
+    table: pd.DataFrame, *, x: str = "mean_projection", y: str = "score", title: str = "Monitor vs judge"
+) -> go.Figure:
+    """One point per completion of a ``concepts.monitor.monitor_table``: the monitor's mean
+    projection against the judge's score, coloured by condition."""
+    _require(table, ("condition", x, y), "monitor_scatter_figure")
+    fig = go.Figure()
+    for k, (cond, sub) in enumerate(table.groupby("condition", sort=False)):
+        fig.add_trace(
+            go.Scatter(
+                x=sub[x],
+                y=sub[y],
+                mode="markers",
+                name=cond,
+                text=sub["completion"] if "completion" in sub.columns else None,
+                marker=dict(color=PALETTE[k % len(PALETTE)], size=6, opacity=0.6),
+                hovertemplate="%{text}<br>m = %{x:.2f}, judge %{y:.2f}<extra>" + str(cond) + "</extra>",
+            )
+        )
+    style(fig, title=title, x="monitor: mean projection over the completion", y="judge score (VADER compound)")
+    return fig
+
+
 __all__ = [
+    "TokenHTML",
     "bakeoff_figures",
     "cosine_figure",
     "dose_response_figure",
     "frontier_figure",
     "layer_accuracy_figure",
     "method_label",
+    "monitor_figure",
+    "monitor_html",
+    "monitor_scatter_figure",
     "source_comparison_figure",
     "transfer_figure",
 ]
