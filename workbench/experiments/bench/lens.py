@@ -7,6 +7,8 @@ corpus cannot be built. Every measurement runs in a fresh subprocess (so one can
 memory), timed as the median of ``repeats`` calls:
 
 * ``forward``: the bare ``model(tokens)`` (TransformerLens, logits returned);
+* ``decoder``: the fastest forward pass we have, ``workbench.generation.Decoder`` fed 512 positions
+  at a time (the one the lens itself uses when it reads up to the last layer);
 * ``unembed``: the lens's unembedding alone — ``n_layers × n_tokens`` rows through ``[chunk, d_model]
   @ W_U`` into a preallocated buffer (a matmul of exactly the lens's shape), and the same FLOPs at
   the measured matmul peak;
@@ -15,6 +17,8 @@ memory), timed as the median of ``repeats`` calls:
 
 The limit of a lens is ``forward + unembed`` (the forward pass it cannot avoid, plus the matmul
 that turns every residual into logits); goals: ``lens ≤ 1.2 × limit``, ``targets ≤ 1.5 × forward``.
+Because TransformerLens' forward on a long text is dominated by its T × T attention, the report
+also gives the strict limit ``decoder + unembed``.
 Peak memory is the largest resident set sampled (every 5 ms) during the calls minus the resident
 set before them, and ``ru_maxrss`` of the child.
 """
@@ -29,7 +33,7 @@ import torch
 
 from workbench.experiments.bench import Timing, machine_note, matmul_gflops, rss_mb
 
-MODES = ("forward", "unembed", "lens", "targets", "topk")
+MODES = ("forward", "decoder", "unembed", "lens", "targets", "topk")
 TARGETS = (" the", ".")
 
 
@@ -103,6 +107,14 @@ def measure_mode(mode: str, n_tokens: int, repeats: int, chunk_size: int) -> dic
 
         def fn():
             model(tokens)
+    elif mode == "decoder":
+        from workbench.generation import Decoder
+
+        def fn():
+            dec = Decoder(model, 1, max_positions=tokens.shape[1])
+            for a in range(0, tokens.shape[1], 512):
+                chunk = tokens[:, a : a + 512]
+                dec.step(chunk, torch.ones_like(chunk))
     else:
         kw = {
             "lens": dict(k=5, targets=tids, kl=True),
@@ -156,8 +168,8 @@ def run_lens_bench(n_tokens: int = 3000, repeats: int = 3, chunk_size: int = 128
             f"{mode}: {r['seconds']:.1f} s (runs {', '.join(f'{t:.1f}' for t in r['times'])}), "
             f"peak +{r['peak_extra_mb']:.0f} MB over {r['rss_before_mb']:.0f} MB; {r['machine']}"
         )
-    fwd, un = rec["forward"]["seconds"], rec["unembed"]["seconds"]
-    limit = fwd + un
+    fwd, un, dec = rec["forward"]["seconds"], rec["unembed"]["seconds"], rec["decoder"]["seconds"]
+    limit, strict = fwd + un, dec + un
     at_peak = rec["unembed"]["flops"] / (rec["unembed"]["peak_gflops"] * 1e9)
     shape = f"{rec['forward']['tokens']} tokens ({rec['forward']['source']})"
 
@@ -177,22 +189,24 @@ def run_lens_bench(n_tokens: int = 3000, repeats: int = 3, chunk_size: int = 128
             rec["lens"]["seconds"],
             "limit: bare forward + unembedding matmuls",
             limit,
-            f"{shape}; goal ≤ 1.2×; {mem('lens')} (forward: {mem('forward')})",
+            f"{shape}; goal ≤ 1.2×; vs the strict limit (decoder forward {dec:.1f} s + unembedding) "
+            f"{rec['lens']['seconds'] / strict:.2f}×; {mem('lens')} (forward: {mem('forward')})",
         ),
         Timing(
             "logit lens: targets only (k=0, kl=False)",
             rec["targets"]["seconds"],
             "bare forward model(tokens)",
             fwd,
-            f"goal ≤ 1.5×; vs its limit (forward + unembedding) {rec['targets']['seconds'] / limit:.2f}×; "
-            f"{mem('targets')}",
+            f"goal ≤ 1.5×; vs the limit {rec['targets']['seconds'] / limit:.2f}×, the strict limit "
+            f"{rec['targets']['seconds'] / strict:.2f}×; {mem('targets')}",
         ),
         Timing(
             "logit lens: top-5 only (kl=False)",
             rec["topk"]["seconds"],
             "limit: bare forward + unembedding matmuls",
             limit,
-            f"vs bare forward {rec['topk']['seconds'] / fwd:.2f}×; {mem('topk')}",
+            f"vs the strict limit {rec['topk']['seconds'] / strict:.2f}×; vs bare forward "
+            f"{rec['topk']['seconds'] / fwd:.2f}×; {mem('topk')}",
         ),
     ]
     return rows
