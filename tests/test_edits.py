@@ -50,7 +50,7 @@ def test_compose_flattens_validates_and_leaves_the_input_alone():
         Compose()
     # Our own check names the position; under the tests' runtime type checks the signature check fires
     # first and names the value. Either way: a TypeError that says what was wrong.
-    with pytest.raises(TypeError, match="edit 1 must be callable|'not an edit'"):
+    with pytest.raises(TypeError, match=r"edit 1 must be callable|'not an edit'"):
         Compose(AddVector(v, 1.0), "not an edit")
 
 
