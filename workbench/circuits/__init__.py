@@ -2,7 +2,7 @@
 and previous-token / duplicate-token / induction head scores (``heads``); path patching, batched
 (``path_patching``, with senders and receivers from ``nodes``); edge attribution patching (EAP,
 EAP-IG, EAP-RelP; ``edges``) on the graph of ``graph``, and circuits with their faithfulness
-(``faithfulness``). Figures are in
+(``faithfulness``); patchscopes (``patchscopes``). Figures are in
 ``workbench.plots.circuits``; runners that write files in ``workbench.experiments.circuits``."""
 
 from .dla import (
@@ -31,10 +31,12 @@ from .heads import (
     repeated_random_tokens,
 )
 from .nodes import Receiver, Sender, reaches
+from .patchscopes import IDENTITY_PROMPT, PatchscopeReading, patchscope
 from .path_patching import PathPatching, PathPatchingMatrix, path_patch, path_patch_matrix, path_patch_task
 
 __all__ = [
     "HEAD_KINDS",
+    "IDENTITY_PROMPT",
     "METHODS",
     "AttentionPatterns",
     "Component",
@@ -43,6 +45,7 @@ __all__ = [
     "Graph",
     "HeadScores",
     "LogitAttribution",
+    "PatchscopeReading",
     "PathPatching",
     "PathPatchingMatrix",
     "Receiver",
@@ -64,6 +67,7 @@ __all__ = [
     "head_scores",
     "induction_scores",
     "logit_attribution",
+    "patchscope",
     "path_patch",
     "path_patch_matrix",
     "path_patch_task",
