@@ -1,4 +1,4 @@
-"""``workbench concepts fit|steer|compare|realtext|monitor|build-data`` and ``workbench bench concepts``."""
+"""``workbench concepts fit|steer|compare|realtext|monitor|refusal|compose|build-data``; ``workbench bench concepts``."""
 
 from pathlib import Path
 from typing import Annotated, Optional
@@ -252,6 +252,23 @@ def monitor(
         raise typer.BadParameter(f"budget must be one of {sorted(BUDGETS)}, got {budget!r}")
     result = run_monitor(load_model(), budget=budget, layer=layer, strength=strength, directory=out)
     console.print(f"wrote {', '.join(result['paths'].values())}")
+
+
+@app.command()
+def refusal(
+    budget: str = typer.Option("full", help="'full' or 'small' (a tiny run)"),
+    out: Annotated[
+        Optional[Path], typer.Option(help="directory for the rates and report [WORKBENCH_FIGURES or figures]")
+    ] = None,
+) -> None:
+    """The refusal study's first step: unsteered refusal rates on harmful and harmless requests."""
+    from workbench.experiments.steering_refusal import BUDGETS, run_refusal
+    from workbench.models import load_model
+
+    if budget not in BUDGETS:
+        raise typer.BadParameter(f"budget must be one of {sorted(BUDGETS)}, got {budget!r}")
+    result = run_refusal(load_model(), budget=budget, directory=out)
+    console.print(f"proceed: {result['proceed']}; wrote {', '.join(result['paths'].values())}")
 
 
 @app.command("build-data")

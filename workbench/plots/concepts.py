@@ -454,6 +454,41 @@ def monitor_scatter_figure(
     return fig
 
 
+def refusal_figure(
+    rates: pd.DataFrame, *, threshold: Optional[float] = 0.2, title: str = "Refusal rate of the unsteered model"
+) -> go.Figure:
+    """Bars of the refusal rate per request set, one group per decoding (or condition), with the
+    rates' intervals as error bars; a dotted line at ``threshold`` (the study's proceed line)."""
+    _require(rates, ("requests", "refusal_rate"), "refusal_figure")
+    group = "decoding" if "decoding" in rates.columns else "condition"
+    fig = go.Figure()
+    for k, (name, sub) in enumerate(rates.groupby(group, sort=False)):
+        fig.add_trace(
+            go.Bar(
+                x=sub["requests"],
+                y=sub["refusal_rate"],
+                error_y=_error(sub, "refusal_rate"),
+                name=str(name),
+                marker_color=PALETTE[k % len(PALETTE)],
+            )
+        )
+    if threshold is not None:
+        sets = list(dict.fromkeys(rates["requests"]))
+        fig.add_trace(
+            go.Scatter(
+                x=sets,
+                y=[threshold] * len(sets),
+                mode="lines",
+                name=f"{threshold:.0%}: needed for a refusal study",
+                line=dict(color="#D55E00", dash="dot"),
+            )
+        )
+    style(fig, title=title, x="requests", y="share of completions that refuse", width=700)
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(range=[0, 1.02])
+    return fig
+
+
 __all__ = [
     "TokenHTML",
     "bakeoff_figures",
@@ -465,6 +500,7 @@ __all__ = [
     "monitor_figure",
     "monitor_html",
     "monitor_scatter_figure",
+    "refusal_figure",
     "source_comparison_figure",
     "transfer_figure",
 ]
