@@ -1,4 +1,4 @@
-"""``workbench concepts fit|steer|compare|realtext|monitor|refusal|compose|build-data``; ``workbench bench concepts``."""
+"""``workbench concepts fit|steer|compare|realtext|monitor|refusal|compose|build-data``, ``bench concepts``."""
 
 from pathlib import Path
 from typing import Annotated, Optional
