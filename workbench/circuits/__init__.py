@@ -2,7 +2,7 @@
 and previous-token / duplicate-token / induction head scores (``heads``); path patching, batched
 (``path_patching``, with senders and receivers from ``nodes``); edge attribution patching (EAP,
 EAP-IG, EAP-RelP; ``edges``) on the graph of ``graph``, and circuits with their faithfulness
-(``faithfulness``); patchscopes (``patchscopes``). Figures are in
+(``faithfulness``); function vectors (``function_vectors``); patchscopes (``patchscopes``). Figures are in
 ``workbench.plots.circuits``; runners that write files in ``workbench.experiments.circuits``."""
 
 from .dla import (
@@ -18,6 +18,7 @@ from .dla import (
 )
 from .edges import METHODS, EdgeScores, edge_scores, edge_scores_task
 from .faithfulness import FaithfulnessCurve, circuit_metric, default_ks, faithfulness_curve
+from .function_vectors import FV_TASKS, FunctionVectorResult, run_function_vectors
 from .graph import Graph, graph_blocker, split_inputs
 from .heads import (
     HEAD_KINDS,
@@ -35,6 +36,7 @@ from .patchscopes import IDENTITY_PROMPT, PatchscopeReading, patchscope
 from .path_patching import PathPatching, PathPatchingMatrix, path_patch, path_patch_matrix, path_patch_task
 
 __all__ = [
+    "FV_TASKS",
     "HEAD_KINDS",
     "IDENTITY_PROMPT",
     "METHODS",
@@ -42,6 +44,7 @@ __all__ = [
     "Component",
     "EdgeScores",
     "FaithfulnessCurve",
+    "FunctionVectorResult",
     "Graph",
     "HeadScores",
     "LogitAttribution",
@@ -74,5 +77,6 @@ __all__ = [
     "pattern_score",
     "reaches",
     "repeated_random_tokens",
+    "run_function_vectors",
     "split_inputs",
 ]
