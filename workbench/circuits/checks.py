@@ -120,4 +120,28 @@ def check_heads(model, heads, name: str = "heads", *, allow_none: bool = True) -
     return out
 
 
-__all__ = ["check_answers", "check_head", "check_heads", "check_layer", "check_positions", "check_tokens"]
+def recorded(reg, name: str) -> Tensor:
+    """A probe's record as one tensor (every row selected the same number of positions)."""
+    value = reg.records[name]
+    if not isinstance(value, Tensor):
+        raise RuntimeError(f"probe {name!r} recorded rows of different lengths; circuits need unpadded equal rows")
+    return value
+
+
+def logits_of(out) -> Tensor:
+    """``HookRegistry.run(..., need_logits=True)``'s logits (it returns None only without ``need_logits``)."""
+    if not isinstance(out, Tensor):
+        raise RuntimeError("HookRegistry.run(need_logits=True) returned no logits")
+    return out
+
+
+__all__ = [
+    "check_answers",
+    "check_head",
+    "check_heads",
+    "check_layer",
+    "check_positions",
+    "check_tokens",
+    "logits_of",
+    "recorded",
+]

@@ -39,7 +39,7 @@ from torch import Tensor
 from ..readout import resid_to_logits
 from ..registry import HookRegistry
 from ..validation import check_choice, check_int
-from .checks import PositionArg, check_answers, check_positions, check_tokens
+from .checks import PositionArg, check_answers, check_positions, check_tokens, recorded
 
 NORMS = (None, "LN", "LNPre", "RMS", "RMSPre")
 KINDS = ("embed", "pos_embed", "head", "attn_bias", "mlp")
@@ -167,7 +167,7 @@ def decompose_residual(
         reg.probe("scale", "ln_final.hook_scale", positions=mask)
     with torch.no_grad():
         reg.run(tokens, need_logits=False)
-    rec = {k: reg.records[k][:, 0] for k in reg.records}  # [batch, ...] at each prompt's position
+    rec = {k: recorded(reg, k)[:, 0] for k in reg.records}  # [batch, ...] at each prompt's position
 
     comps: list[Component] = [Component("embed", "embed")]
     rows: list[Tensor] = [rec["embed"]]

@@ -36,6 +36,7 @@ from ..patching.metric import LogitDiffMetric
 from ..patching.rules import RelPRules, install_relp_rules, relp_blocker, rewrite_output
 from ..registry import HookRegistry
 from ..validation import check_choice, check_int
+from .checks import logits_of, recorded
 from .graph import Graph, group_outputs, group_site, split_inputs
 from .path_patching import check_pair
 
@@ -49,7 +50,7 @@ def _record(model, tokens: Tensor, sites: Sequence[str]) -> dict[str, Tensor]:
         reg.probe(s, s)
     with torch.no_grad():
         reg.run(tokens, need_logits=False)
-    return {s: reg.records[s] for s in sites}
+    return {s: recorded(reg, s) for s in sites}
 
 
 def receiver_gradients(
@@ -74,7 +75,7 @@ def receiver_gradients(
             taps[s] = GradTap()
             reg.steer(f"grad {s}", s, taps[s])
         with torch.enable_grad():
-            logits = reg.run(tokens, need_logits=True)
+            logits = logits_of(reg.run(tokens, need_logits=True))
             if rules.any:
                 logits = rewrite_output(reg, logits)
             m = metric(logits)
@@ -176,11 +177,11 @@ def edge_scores(
     if graph is not None and not isinstance(graph, Graph):
         raise TypeError(f"graph must be a Graph (Graph.of(model)), got {type(graph).__name__}")
     graph = Graph.of(model) if graph is None else graph.check_model(model)
+    relp_rules = rules if rules is not None else RelPRules()
     if method == "eap-relp":
-        rules = rules if rules is not None else RelPRules()
-        blocker = relp_blocker(model, rules)
+        blocker = relp_blocker(model, relp_rules)
         if blocker is not None:
-            raise ValueError(f"EAP-RelP ({rules.label}) does not cover this model's config: {blocker}")
+            raise ValueError(f"EAP-RelP ({relp_rules.label}) does not cover this model's config: {blocker}")
     sender_sites = [group_site(g) for g in graph.groups]
     extra = ["embed"] if method == "eap-ig" else []
     c_acts = _record(model, clean, sender_sites + extra)
@@ -190,7 +191,7 @@ def edge_scores(
     if method == "eap":
         grads = receiver_gradients(model, corrupted, metric, sites)
     elif method == "eap-relp":
-        grads = receiver_gradients(model, corrupted, metric, sites, rules=rules)
+        grads = receiver_gradients(model, corrupted, metric, sites, rules=relp_rules)
     else:
         grads = {}
         for k in range(1, steps + 1):

@@ -28,6 +28,7 @@ from ..patching.metric import LogitDiffMetric
 from ..readout import resid_to_logits
 from ..registry import HookRegistry
 from ..validation import check_bool, check_int
+from .checks import recorded
 from .edges import EdgeScores
 from .graph import Graph, group_outputs, group_site, split_inputs
 from .path_patching import check_pair
@@ -49,7 +50,7 @@ class _PassState:
         if gi not in self.delta:
             group = self.graph.groups[gi]
             site = group_site(group)
-            cur = group_outputs(self.model, group, self.reg.records[f"s:{site}"])
+            cur = group_outputs(self.model, group, recorded(self.reg, f"s:{site}"))
             self.delta[gi] = cur - group_outputs(self.model, group, self.corr[site]).to(cur.dtype)
         return self.delta[gi]
 
@@ -121,7 +122,7 @@ def circuit_metric(
             reg.probe(s, s, when="before")
         with torch.no_grad():
             reg.run(corrupted, need_logits=False)
-        corr = {s: reg.records[s] for s in [*group_sites, *graph.sites]}
+        corr = {s: recorded(reg, s) for s in [*group_sites, *graph.sites]}
     C = keep.shape[0]
     rows_total = C * n
     per_pass = max(1, tokens_per_pass // T)
@@ -145,7 +146,7 @@ def circuit_metric(
             reg.probe("final", final)  # after the steer at the final residual (the logits receiver)
             with torch.no_grad():
                 reg.run(clean[prompt_of], need_logits=False)
-            last = resid_to_logits(model, reg.records["final"][:, -1])
+            last = resid_to_logits(model, recorded(reg, "final")[:, -1])
         lds[rows] = metric.per_row(last, prompt_of.to(last.device)).cpu()
     return metric.normalise(lds.view(C, n).mean(1))
 

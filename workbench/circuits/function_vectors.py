@@ -30,7 +30,7 @@ from ..edits import AddVector, EditContext
 from ..registry import HookRegistry
 from ..tokens import Batch, tokenize
 from ..validation import check_int
-from .checks import check_layer
+from .checks import check_layer, logits_of, recorded
 
 # Word pairs; only pairs whose query and answer start with different tokens are usable, and the
 # answer is scored by its first token (with its leading space).
@@ -147,13 +147,17 @@ def icl_prompts(
 
 def _last_logits(model, reg: HookRegistry, batch: Batch) -> Tensor:
     with torch.no_grad():
-        return reg.run(batch, need_logits=True)[:, -1]  # left padding: the last column is every row's last token
+        return logits_of(reg.run(batch, need_logits=True))[
+            :, -1
+        ]  # left padding: the last column is every row's last token
 
 
 def mean_head_outputs(model, prompts: Sequence[str], *, batch_size: int = 16) -> Float[Tensor, "layer head d_head"]:
     """``z̄_{L,h}``: mean ``hook_z`` at the last token over ``prompts``."""
     check_int("batch_size", batch_size, min=1)
-    total = None
+    if len(prompts) == 0:
+        raise ValueError("mean_head_outputs needs at least one prompt")
+    total = torch.zeros(model.cfg.n_layers, model.cfg.n_heads, model.cfg.d_head)
     for s in range(0, len(prompts), batch_size):
         batch = tokenize(model, list(prompts[s : s + batch_size]), padding_side="left")
         reg = HookRegistry(model)
@@ -161,8 +165,7 @@ def mean_head_outputs(model, prompts: Sequence[str], *, batch_size: int = 16) ->
             reg.probe(f"z{L}", f"attn.z.{L}", positions="last", reduce="last")
         with torch.no_grad():
             reg.run(batch, need_logits=False)
-        z = torch.stack([reg.records[f"z{L}"] for L in range(model.cfg.n_layers)], 1).sum(0)
-        total = z if total is None else total + z
+        total = total + torch.stack([recorded(reg, f"z{L}") for L in range(model.cfg.n_layers)], 1).sum(0).cpu()
     return total / len(prompts)
 
 

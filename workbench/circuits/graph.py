@@ -38,11 +38,10 @@ def graph_blocker(model) -> Optional[str]:
             "use_normalization_before_and_after=True (Gemma-2): each attention output passes through one RMSNorm "
             "for all heads together (ln1_post), so a head's output is not an additive edge"
         )
-    try:
-        from transformer_lens.components.transformer_block import POST_NORM_ARCHITECTURES
-    except ImportError:  # older TransformerLens: no post-norm architectures
-        POST_NORM_ARCHITECTURES = ()
-    if cfg.original_architecture in POST_NORM_ARCHITECTURES:
+    from transformer_lens.components import transformer_block
+
+    post_norm = getattr(transformer_block, "POST_NORM_ARCHITECTURES", ())  # absent in older TransformerLens
+    if cfg.original_architecture in post_norm:
         return (
             f"original_architecture={cfg.original_architecture!r} is post-norm: outputs are normalised before the add"
         )

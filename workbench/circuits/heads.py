@@ -33,7 +33,7 @@ from torch import Tensor
 from ..registry import HookRegistry
 from ..tokens import token_strings
 from ..validation import check_bool, check_choice, check_int
-from .checks import check_heads, check_tokens
+from .checks import check_heads, check_tokens, recorded
 
 HEAD_KINDS = ("previous_token", "duplicate_token", "induction")
 ROWS = ("defined", "all")
@@ -80,17 +80,17 @@ def _record_patterns(model, tokens: Tensor, layers: Sequence[int]) -> dict[int, 
         reg.probe(f"p{L}", f"attn.pattern.{L}")
     with torch.no_grad():
         reg.run(tokens, need_logits=False)
-    return {L: reg.records[f"p{L}"].movedim(1, 2) for L in layers}  # the registry puts q on dim 1
+    return {L: recorded(reg, f"p{L}").movedim(1, 2) for L in layers}  # the registry puts q on dim 1
 
 
 def attention_patterns(model, tokens: Int[Tensor, "batch pos"], heads: Sequence[tuple[int, int]]) -> AttentionPatterns:
     """Attention patterns of ``heads`` (a list of (layer, head)) on ``tokens``."""
-    heads = check_heads(model, heads, allow_none=False)
+    chosen = check_heads(model, heads, allow_none=False) or []
     tokens = check_tokens(model, tokens)
-    per_layer = _record_patterns(model, tokens, sorted({L for L, _ in heads}))
-    pats = torch.stack([per_layer[L][:, h] for L, h in heads], 1).cpu()
+    per_layer = _record_patterns(model, tokens, sorted({L for L, _ in chosen}))
+    pats = torch.stack([per_layer[L][:, h] for L, h in chosen], 1).cpu()
     strings = tuple(tuple(token_strings(model, row.tolist())) for row in tokens)
-    return AttentionPatterns(tuple(heads), pats, tokens, strings)
+    return AttentionPatterns(tuple(chosen), pats, tokens, strings)
 
 
 def pattern_score(

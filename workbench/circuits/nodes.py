@@ -55,7 +55,9 @@ class Sender:
     @property
     def order(self) -> float:
         """Where the component writes, in units of half layers: embed −1, attention L → L, MLP L → L + ½."""
-        return -1.0 if self.kind == "embed" else self.layer + (0.5 if self.kind == "mlp" else 0.0)
+        if self.layer is None:  # the embeddings
+            return -1.0
+        return self.layer + (0.5 if self.kind == "mlp" else 0.0)
 
     @classmethod
     def parse(cls, spec: Union[str, tuple, "Sender"], model=None) -> "Sender":
@@ -82,7 +84,7 @@ class Sender:
         cfg = model.cfg
         if self.layer is not None and self.layer >= cfg.n_layers:
             raise ValueError(f"sender {self.label}: layer {self.layer} is outside 0..{cfg.n_layers - 1}")
-        if self.kind == "head" and self.head >= cfg.n_heads:
+        if self.head is not None and self.head >= cfg.n_heads:
             raise ValueError(f"sender {self.label}: head {self.head} is outside 0..{cfg.n_heads - 1}")
         if self.kind == "mlp" and cfg.attn_only:
             raise ValueError(f"sender {self.label}: this model is attention-only (cfg.attn_only=True)")
@@ -123,7 +125,7 @@ class Receiver:
     @property
     def order(self) -> float:
         """Where the input reads, in half layers: attention L → L, MLP L → L + ½, logits → ∞."""
-        if self.kind == "logits":
+        if self.layer is None:  # the logits
             return float("inf")
         return self.layer + (0.5 if self.kind == "mlp" else 0.0)
 
@@ -153,9 +155,10 @@ class Receiver:
         cfg = model.cfg
         if self.layer is not None and self.layer >= cfg.n_layers:
             raise ValueError(f"receiver {self.label}: layer {self.layer} is outside 0..{cfg.n_layers - 1}")
-        if self.kind == "q" and self.head >= cfg.n_heads:
+        head = -1 if self.head is None else self.head
+        if self.kind == "q" and head >= cfg.n_heads:
             raise ValueError(f"receiver {self.label}: head {self.head} is outside 0..{cfg.n_heads - 1}")
-        if self.kind in ("k", "v") and self.head >= n_kv_heads(model):
+        if self.kind in ("k", "v") and head >= n_kv_heads(model):
             raise ValueError(
                 f"receiver {self.label}: key/value head {self.head} is outside 0..{n_kv_heads(model) - 1} "
                 f"(n_key_value_heads={cfg.n_key_value_heads}; .k/.v name the key/value head)"
@@ -168,15 +171,14 @@ class Receiver:
 def reaches(sender: Sender, receiver: Receiver, model) -> bool:
     """Whether ``receiver`` reads what ``sender`` writes along the residual stream (a direct path
     exists). With ``parallel_attn_mlp`` a layer's MLP reads the layer's input, not its attention."""
-    if receiver.kind == "logits":
-        return True
-    if sender.kind == "embed":
+    s, r = sender.layer, receiver.layer
+    if s is None or r is None:  # the embeddings reach everything; the logits read everything
         return True
     if receiver.kind == "mlp":
         if model.cfg.parallel_attn_mlp:
-            return sender.layer < receiver.layer
-        return sender.layer < receiver.layer or (sender.kind == "head" and sender.layer == receiver.layer)
-    return sender.layer < receiver.layer
+            return s < r
+        return s < r or (sender.kind == "head" and s == r)
+    return s < r
 
 
 def all_heads(model) -> list[Sender]:

@@ -25,7 +25,7 @@ from ..readout import resid_to_logits
 from ..registry import HookRegistry
 from ..tokens import encode, token_strings
 from ..validation import check_int
-from .checks import check_layer, check_positions, check_tokens
+from .checks import check_layer, check_positions, check_tokens, recorded
 
 IDENTITY_PROMPT = "cat -> cat; 1135 -> 1135; hello -> hello; ?"
 
@@ -99,7 +99,7 @@ def source_states(
         reg.probe(f"h{L}", f"resid_post.{L}", positions=[position])
     with torch.no_grad():
         reg.run(source, need_logits=False)
-    return torch.stack([reg.records[f"h{L}"][0, 0] for L in layers], 0)
+    return torch.stack([recorded(reg, f"h{L}")[0, 0] for L in layers], 0)
 
 
 def patchscope(
@@ -132,6 +132,8 @@ def patchscope(
         mask[rows, ph] = True
         reg.steer(f"patch {Lt}", f"resid_post.{Lt}", _PatchRows(h), positions=mask)
     gen = reg.generate(tgt.expand(n, -1).clone(), max_new_tokens, stop_at_eos=False, return_logits=True)
+    if gen.logits is None:
+        raise RuntimeError("HookRegistry.generate(return_logits=True) returned no logits")
     first = gen.logits[:, 0].float().softmax(-1)
     new = gen.new_tokens
     with torch.no_grad():

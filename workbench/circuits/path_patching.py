@@ -37,7 +37,7 @@ from ..patching.metric import LogitDiffMetric
 from ..readout import resid_to_logits
 from ..registry import HookRegistry
 from ..validation import check_bool, check_int
-from .checks import check_tokens
+from .checks import check_tokens, recorded
 from .nodes import Receiver, Sender, all_heads, reaches
 
 SenderLike = Union[Sender, str, tuple]
@@ -135,7 +135,7 @@ def _record(model, tokens: Tensor, sites: set[str]) -> dict[str, Tensor]:
         reg.probe(s, s)
     with torch.no_grad():
         reg.run(tokens, need_logits=False)
-    return {s: reg.records[s] for s in sites}
+    return {s: recorded(reg, s) for s in sites}
 
 
 def _run_blocks(model, reg: HookRegistry, resid: Tensor, start: int, stop: int) -> Tensor:
@@ -179,7 +179,7 @@ def _sender_delta(model, caches: _Caches, group: tuple, senders: list[Sender], p
     reg.steer("sender", f"attn.z.{L}", SetHeads(caches.clean[f"attn.z.{L}"][prompt_of], heads))
     reg.probe("out", f"attn_out.{L}", when="after")
     _run_blocks(model, reg, caches.corr[f"resid_pre.{L}"][prompt_of], L, L + 1)
-    return reg.records["out"] - caches.corr[f"attn_out.{L}"][prompt_of]
+    return recorded(reg, "out") - caches.corr[f"attn_out.{L}"][prompt_of]
 
 
 def _receiver_values(
@@ -188,7 +188,7 @@ def _receiver_values(
     """Step 2: for each receiver layer, the receivers' inputs with the sender's change along the
     direct path only: ``{layer: {site: values}}``."""
     out: dict[int, dict[str, Tensor]] = {}
-    for L in sorted({r.layer for r in receivers if r.kind != "logits"}):
+    for L in sorted({r.layer for r in receivers if r.layer is not None}):
         here = [r for r in receivers if r.layer == L]
         reg = HookRegistry(model)
         sites = []
@@ -205,7 +205,7 @@ def _receiver_values(
         if sender_order < L:  # the sender writes before this layer's attention reads
             x = x + delta
         _run_blocks(model, reg, x, L, L + 1)
-        out[L] = {s: reg.records[s] for s in sites}
+        out[L] = {s: recorded(reg, s) for s in sites}
     return out
 
 
@@ -216,7 +216,7 @@ def _final_ld(
     n_layers = model.cfg.n_layers
     final = f"resid_post.{n_layers - 1}"
     has_logits = any(r.kind == "logits" for r in receivers)
-    layers = [r.layer for r in receivers if r.kind != "logits"]
+    layers = [r.layer for r in receivers if r.layer is not None]
     if not layers:
         resid_last = caches.corr[final][prompt_of][:, -1] + (delta[:, -1] if has_logits else 0.0)
     else:

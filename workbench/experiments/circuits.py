@@ -181,8 +181,7 @@ def edges_step(model, task, metric, cfg: CircuitConfig, out: Output, log: Log) -
     scores, seconds = [], {}
     for method in ("eap", "eap-ig", "eap-relp"):
         t0 = time.perf_counter()
-        kw = {"steps": cfg.ig_steps} if method == "eap-ig" else {}
-        scores.append(edge_scores(model, task.clean, task.corrupted, metric, method, graph=graph, **kw))
+        scores.append(edge_scores(model, task.clean, task.corrupted, metric, method, steps=cfg.ig_steps, graph=graph))
         seconds[method] = time.perf_counter() - t0
     log(f"edge scores for {graph.n_edges} edges: " + ", ".join(f"{m} {s:.1f} s" for m, s in seconds.items()))
     ks = default_ks(graph.n_edges, cfg.k_points)
@@ -293,18 +292,6 @@ def exact_edge_effects(model, task, metric, scores: Sequence, receivers: Sequenc
     return {"n_edges": len(exact), "seconds": seconds, "seconds_per_edge": seconds / len(exact), "pearson": r}
 
 
-__all__ = [
-    "STEPS",
-    "CircuitConfig",
-    "dla_step",
-    "edges_step",
-    "exact_edge_effects",
-    "heads_step",
-    "path_step",
-    "run_circuit",
-]
-
-
 def run_edge_bench(
     model,
     *,
@@ -326,8 +313,7 @@ def run_edge_bench(
     scores, seconds = [], {}
     for method in ("eap", "eap-ig", "eap-relp"):
         t0 = time.perf_counter()
-        kw = {"steps": ig_steps} if method == "eap-ig" else {}
-        scores.append(edge_scores(model, t.clean, t.corrupted, metric, method, graph=graph, **kw))
+        scores.append(edge_scores(model, t.clean, t.corrupted, metric, method, steps=ig_steps, graph=graph))
         seconds[method] = time.perf_counter() - t0
     exact = exact_edge_effects(model, t, metric, scores, receivers, log=log)
     brute_all = exact["seconds_per_edge"] * graph.n_edges
@@ -357,4 +343,14 @@ def run_edge_bench(
     return rows
 
 
-__all__ = [*__all__, "run_edge_bench"]
+__all__ = [
+    "STEPS",
+    "CircuitConfig",
+    "dla_step",
+    "edges_step",
+    "exact_edge_effects",
+    "heads_step",
+    "path_step",
+    "run_circuit",
+    "run_edge_bench",
+]

@@ -305,9 +305,9 @@ def circuit_figure(
     check_int("k", k, min=1)
     check_bool("interactive", interactive)
     g = scores.graph
-    n_heads = max((s.head for s in g.senders if s.kind == "head"), default=0) + 1
+    n_heads = max((s.head for s in g.senders if s.head is not None), default=0) + 1
     n_layers = max((s.layer for s in g.senders if s.layer is not None), default=0) + 1
-    kv = max((r.head for r in g.receivers if r.kind == "k"), default=0) + 1
+    kv = max((r.head for r in g.receivers if r.kind == "k" and r.head is not None), default=0) + 1
     group = n_heads // kv if kv else 1
 
     def sender_xy(s):
