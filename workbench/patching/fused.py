@@ -178,7 +178,11 @@ def _attention(
         kv = qkv[:, packed.n_q :].view(b, w, 2, n_kv, h)
         q_start = start
     k, v = kv[:, :, 0], kv[:, :, 1]
-    if cfg.positional_embedding_type == "rotary":
+    if cfg.positional_embedding_type == "rotary" and q_start == start:
+        # queries and keys share positions: one rotary call over their heads side by side
+        qk = attn.apply_rotary(qkv[:, : packed.n_q + n_kv * h].view(b, w, n + n_kv, h), start, None)
+        q, k = qk[:, :, :n], qk[:, :, n:]
+    elif cfg.positional_embedding_type == "rotary":
         q = attn.apply_rotary(q, q_start, None)
         k = attn.apply_rotary(k, start, None)
     if prefix_k is not None:
