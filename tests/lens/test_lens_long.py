@@ -152,3 +152,21 @@ def test_a_hooked_unembedding_runs_through_its_module():
     assert calls
     torch.testing.assert_close(hooked.top_probs, plain.top_probs, rtol=0, atol=1e-6)
     torch.testing.assert_close(hooked.kl_to_final, plain.kl_to_final, rtol=1e-5, atol=1e-6)
+
+
+def test_kl_by_layer_equals_the_full_kl_of_every_token():
+    from workbench.lens import TunedLens, lens_kl_by_layer
+    from workbench.readout import resid_to_logits
+
+    model = family_model("gemma2")
+    _, cache = model.run_with_cache(random_tokens(model, batch=3, seq_len=SEQ))
+    resid = torch.stack([cache[f"blocks.{L}.hook_resid_post"].flatten(0, 1) for L in range(model.cfg.n_layers)])
+    final = resid_to_logits(model, resid[-1])
+    ref = torch.stack([kl_to_final(final, resid_to_logits(model, h)).mean() for h in resid])
+    lens = TunedLens.for_model(model)
+    with torch.no_grad():
+        lens.bias[0].fill_(0.3)
+    got = lens_kl_by_layer(model, resid, lens, chunk=7)
+    torch.testing.assert_close(got["logit"], ref, rtol=1e-5, atol=1e-6)
+    tuned_ref = kl_to_final(final, resid_to_logits(model, lens.translate(resid[0], 0))).mean()
+    torch.testing.assert_close(got["tuned"][0], tuned_ref, rtol=1e-5, atol=1e-6)

@@ -27,7 +27,7 @@ from ..prompts import text_openings
 from ..readout import resid_to_logits
 from ..registry import HookRegistry
 from ..validation import check_fields, check_int
-from .logit import kl_to_final, residuals
+from .logit import residuals
 
 TUNED_LENS_KIND = "tuned_lens"
 _FINGERPRINT_KEYS = ("model_name", "n_layers", "d_model", "d_vocab", "unembed_hash")
@@ -341,29 +341,39 @@ def train_tuned_lens(
 
 
 def lens_kl_by_layer(
-    model, resid: Float[Tensor, "layer n_tokens d_model"], tuned: Optional[TunedLens] = None, *, chunk: int = 128
+    model, resid: Float[Tensor, "layer n_tokens d_model"], tuned: Optional[TunedLens] = None, *, chunk: int = 256
 ) -> dict[str, Tensor]:
     """Mean ``KL(p_final ‖ p_L)`` (nats) per layer over held-out residuals, for the logit lens and
     (when given) the tuned lens: ``{"logit": [n_layers], "tuned": [n_layers]}``. ``p_final`` is the
-    model's output distribution (the readout of the last layer's residual, soft-cap included)."""
+    model's output distribution (the readout of the last layer's residual, soft-cap included).
+    Computed by the lens's chunked readout (``chunk`` tokens at a time, KL only)."""
+    from .logit import _lens_stats
+
     _check_resid(model, resid)
     check_int("chunk", chunk, min=1)
     if tuned is not None:
         tuned.check(model)
     n_layers = resid.shape[0]
-    sums = {"logit": torch.zeros(n_layers)}
-    if tuned is not None:
-        sums["tuned"] = torch.zeros(n_layers)
-    n = resid.shape[1]
+    layers = list(range(n_layers))
+    out = {}
     with torch.no_grad():
-        for i in range(0, n, chunk):
-            final = resid_to_logits(model, resid[-1, i : i + chunk])
-            for L in range(n_layers):
-                h = resid[L, i : i + chunk]
-                sums["logit"][L] += kl_to_final(final, resid_to_logits(model, h)).sum().cpu()
-                if tuned is not None:
-                    sums["tuned"][L] += kl_to_final(final, tuned.logits(model, h, L)).sum().cpu()
-    return {k: v / n for k, v in sums.items()}
+        for name, translator in (("logit", None), ("tuned", tuned)):
+            if name == "tuned" and tuned is None:
+                continue
+            st = _lens_stats(
+                model,
+                resid,
+                layers,
+                k=0,
+                tids=[],
+                final_resid=resid[-1],
+                final_logits=None,
+                kl=True,
+                translator=translator,
+                chunk_size=chunk,
+            )
+            out[name] = st.kl.mean(1)  # type: ignore[union-attr]
+    return out
 
 
 __all__ = [
