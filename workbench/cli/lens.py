@@ -108,7 +108,7 @@ def _last_position_table(label: str, r) -> Table:
 def bench_command(
     tokens: int = typer.Option(3000, help="length of the real text read by the lens"),
     repeats: int = typer.Option(3, help="timed repeats per measurement (median)"),
-    chunk_size: int = typer.Option(128, help="(row, position) pairs unembedded at once"),
+    chunk_size: int = typer.Option(256, help="(row, position) pairs unembedded at once"),
 ) -> None:
     """The logit lens on a long text vs a bare forward and vs its limit (forward + unembedding
     matmuls of the same shape), in every mode, with peak memory (each in its own subprocess)."""

@@ -157,7 +157,7 @@ def _child(mode: str, n_tokens: int, repeats: int, chunk_size: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run_lens_bench(n_tokens: int = 3000, repeats: int = 3, chunk_size: int = 128, console=None) -> list[Timing]:
+def run_lens_bench(n_tokens: int = 3000, repeats: int = 3, chunk_size: int = 256, console=None) -> list[Timing]:
     """Each mode in its own subprocess, then the ratios (see the module docstring)."""
     say = console.print if console is not None else (lambda *a, **k: None)
     rec = {}
