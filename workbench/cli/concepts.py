@@ -271,6 +271,37 @@ def refusal(
     console.print(f"proceed: {result['proceed']}; wrote {', '.join(result['paths'].values())}")
 
 
+@app.command()
+def compose(
+    budget: str = typer.Option("full", help="'full' or 'small' (a tiny run)"),
+    shared_layer: int = typer.Option(6, help="the layer of the summed and the composed schemes"),
+    sentiment_layer: int = typer.Option(6, help="sentiment's own layer"),
+    french_layer: int = typer.Option(10, help="French's own layer"),
+    sentiment_strength: float = typer.Option(8.0, help="sentiment strength (× ‖μ⁺ − μ⁻‖)"),
+    french_strength: float = typer.Option(8.0, help="French strength (× ‖μ⁺ − μ⁻‖)"),
+    out: Annotated[
+        Optional[Path], typer.Option(help="directory for the table, figure and report [WORKBENCH_FIGURES or figures]")
+    ] = None,
+) -> None:
+    """Sentiment and English → French steered at once: summed, own layers, composed edits."""
+    from workbench.experiments.steering_compose import BUDGETS, run_compose
+    from workbench.models import load_model
+
+    if budget not in BUDGETS:
+        raise typer.BadParameter(f"budget must be one of {sorted(BUDGETS)}, got {budget!r}")
+    if sentiment_layer == french_layer:
+        raise typer.BadParameter("sentiment_layer and french_layer must differ ('each at its own layer')")
+    result = run_compose(
+        load_model(),
+        budget=budget,
+        shared_layer=shared_layer,
+        own_layers=(sentiment_layer, french_layer),
+        strengths=(sentiment_strength, french_strength),
+        directory=out,
+    )
+    console.print(f"wrote {', '.join(result['paths'].values())}")
+
+
 @app.command("build-data")
 def build_data(
     out: Annotated[

@@ -489,9 +489,34 @@ def refusal_figure(
     return fig
 
 
+def composition_figure(table: pd.DataFrame, *, title: str = "Steering two concepts at once") -> go.Figure:
+    """Grouped bars: each condition's success for each concept (``experiments.steering_compose``
+    table: ``concept``, ``condition``, ``success`` and its interval), conditions in table order."""
+    _require(table, ("concept", "condition", "success"), "composition_figure")
+    fig = go.Figure()
+    for k, (concept, sub) in enumerate(table.groupby("concept", sort=False)):
+        fig.add_trace(
+            go.Bar(
+                x=sub["condition"],
+                y=sub["success"],
+                error_y=_error(sub, "success"),
+                name=f"{concept} success",
+                marker_color=PALETTE[k % len(PALETTE)],
+            )
+        )
+    style(
+        fig, title=title, x="condition", y="share of completions judged on the concept's side", width=1000, height=520
+    )
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(range=[0, 1.02])
+    fig.update_xaxes(tickangle=-30)
+    return fig
+
+
 __all__ = [
     "TokenHTML",
     "bakeoff_figures",
+    "composition_figure",
     "cosine_figure",
     "dose_response_figure",
     "frontier_figure",
