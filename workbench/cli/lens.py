@@ -109,6 +109,7 @@ def bench_command(
     tokens: int = typer.Option(3000, help="length of the real text read by the lens"),
     repeats: int = typer.Option(3, help="timed repeats per measurement (median)"),
     chunk_size: int = typer.Option(256, help="(row, position) pairs unembedded at once"),
+    threads: int = typer.Option(0, help="torch intra-op threads in every measurement (0: torch's default)"),
 ) -> None:
     """The logit lens on a long text vs a bare forward and vs its limit (forward + unembedding
     matmuls of the same shape), in every mode, with peak memory (each in its own subprocess)."""
@@ -118,7 +119,9 @@ def bench_command(
     for name, value in (("--tokens", tokens), ("--repeats", repeats), ("--chunk-size", chunk_size)):
         if value < 1:
             raise typer.BadParameter(f"{name} must be >= 1, got {value}")
-    rows = run_lens_bench(n_tokens=tokens, repeats=repeats, chunk_size=chunk_size, console=console)
+    if threads < 0:
+        raise typer.BadParameter(f"--threads must be >= 0, got {threads}")
+    rows = run_lens_bench(n_tokens=tokens, repeats=repeats, chunk_size=chunk_size, threads=threads, console=console)
     console.print(timing_table(rows, "bench lens (ratio = seconds / baseline)"))
 
 

@@ -138,6 +138,7 @@ def bench_command(
     repeats: int = typer.Option(3, help="timed repeats of our grids (median)"),
     baseline_repeats: int = typer.Option(1, help="timed repeats of TransformerLens' grid (about 2 minutes each)"),
     attribution: bool = typer.Option(True, help="also time AtP and RelP against the 3-grid sweep"),
+    threads: int = typer.Option(0, help="torch intra-op threads for the run (0: torch's default)"),
 ) -> None:
     """Our activation-patching grid vs TransformerLens' get_act_patch_resid_pre (same inputs, grids
     compared) and vs the FLOP limit of the ideal schedule; AtP and RelP vs the full sweep."""
@@ -150,8 +151,16 @@ def bench_command(
     for name, value in (("--n", n), ("--repeats", repeats), ("--baseline-repeats", baseline_repeats)):
         if value < 1:
             raise typer.BadParameter(f"{name} must be >= 1, got {value}")
+    if threads < 0:
+        raise typer.BadParameter(f"--threads must be >= 0, got {threads}")
     rows = run_patching_bench(
-        task=task, n=n, repeats=repeats, baseline_repeats=baseline_repeats, attribution=attribution, console=console
+        task=task,
+        n=n,
+        repeats=repeats,
+        baseline_repeats=baseline_repeats,
+        attribution=attribution,
+        threads=threads or None,
+        console=console,
     )
     console.print(timing_table(rows, "bench patching (ratio < 1 = faster than the baseline)"))
 

@@ -66,7 +66,11 @@ def copy_gbps(megabytes: int = 512, repeats: int = 5) -> float:
 def machine_note() -> str:
     """Load averages (1/5/15 min), cores and torch threads, to print next to timings."""
     one, five, fifteen = os.getloadavg()
-    return f"load {one:.1f}/{five:.1f}/{fifteen:.1f} on {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+    wait = os.environ.get("OMP_WAIT_POLICY")
+    return (
+        f"load {one:.1f}/{five:.1f}/{fifteen:.1f} on {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+        + (f", OMP_WAIT_POLICY={wait}" if wait else "")
+    )
 
 
 def rss_mb() -> float:

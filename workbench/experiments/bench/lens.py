@@ -80,8 +80,9 @@ class _PeakSampler:
         self.peak = max(self.peak, rss_mb())
 
 
-def measure_mode(mode: str, n_tokens: int, repeats: int, chunk_size: int) -> dict:
-    """Run one measurement in this process (the child side); returns a JSON-able record."""
+def measure_mode(mode: str, n_tokens: int, repeats: int, chunk_size: int, threads: int = 0) -> dict:
+    """Run one measurement in this process (the child side); returns a JSON-able record.
+    ``threads`` > 0 sets torch's intra-op threads (0: torch's default)."""
     import resource
 
     from workbench.lens import logit_lens, target_ids
@@ -90,6 +91,8 @@ def measure_mode(mode: str, n_tokens: int, repeats: int, chunk_size: int) -> dic
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
     torch.set_grad_enabled(False)
+    if threads > 0:
+        torch.set_num_threads(threads)
     model = load_model()
     tokens, source = long_text_tokens(model, n_tokens)
     tids = target_ids(model, list(TARGETS))
@@ -149,20 +152,24 @@ def measure_mode(mode: str, n_tokens: int, repeats: int, chunk_size: int) -> dic
     return record
 
 
-def _child(mode: str, n_tokens: int, repeats: int, chunk_size: int) -> dict:
-    cmd = [sys.executable, "-m", "workbench.experiments.bench.lens", mode, str(n_tokens), str(repeats), str(chunk_size)]
+def _child(mode: str, n_tokens: int, repeats: int, chunk_size: int, threads: int) -> dict:
+    args = (mode, n_tokens, repeats, chunk_size, threads)
+    cmd = [sys.executable, "-m", "workbench.experiments.bench.lens", *map(str, args)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"bench lens child '{mode}' failed ({done.returncode}): {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run_lens_bench(n_tokens: int = 3000, repeats: int = 3, chunk_size: int = 256, console=None) -> list[Timing]:
-    """Each mode in its own subprocess, then the ratios (see the module docstring)."""
+def run_lens_bench(
+    n_tokens: int = 3000, repeats: int = 3, chunk_size: int = 256, threads: int = 0, console=None
+) -> list[Timing]:
+    """Each mode in its own subprocess, then the ratios (see the module docstring); ``threads`` > 0
+    sets torch's intra-op threads in every subprocess."""
     say = console.print if console is not None else (lambda *a, **k: None)
     rec = {}
     for mode in MODES:
-        rec[mode] = _child(mode, n_tokens, repeats, chunk_size)
+        rec[mode] = _child(mode, n_tokens, repeats, chunk_size, threads)
         r = rec[mode]
         say(
             f"{mode}: {r['seconds']:.1f} s (runs {', '.join(f'{t:.1f}' for t in r['times'])}), "
@@ -213,8 +220,8 @@ def run_lens_bench(n_tokens: int = 3000, repeats: int = 3, chunk_size: int = 256
 
 
 if __name__ == "__main__":
-    mode_, n_, rep_, chunk_ = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-    print(json.dumps(measure_mode(mode_, n_, rep_, chunk_)))
+    mode_, n_, rep_, chunk_, threads_ = sys.argv[1], *map(int, sys.argv[2:6])
+    print(json.dumps(measure_mode(mode_, n_, rep_, chunk_, threads_)))
 
 
 __all__ = ["MODES", "long_text_tokens", "measure_mode", "run_lens_bench"]

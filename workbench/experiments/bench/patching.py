@@ -15,6 +15,8 @@ compute limit, then AtP and RelP, on the embedded model (IOI, 4 prompts × ~14 t
    sweep — and the note gives the ratio to our 3-grid sweep timed in the same run.
 """
 
+from typing import Optional
+
 import torch
 
 from workbench.experiments.bench import Timing, machine_note, matmul_gflops, median_time
@@ -26,8 +28,10 @@ def run_patching_bench(
     repeats: int = 3,
     baseline_repeats: int = 1,
     attribution: bool = True,
+    threads: Optional[int] = None,
     console=None,
 ) -> list[Timing]:
+    """``threads``: torch intra-op threads for the whole run (None: torch's default)."""
     import transformer_lens.patching as tlp
 
     from workbench.models import load_model
@@ -36,6 +40,8 @@ def run_patching_bench(
     from workbench.patching.reuse import full_forward_flops, patch_flops
     from workbench.patching.tasks import build_task, check_task, make_metric
 
+    if threads is not None:
+        torch.set_num_threads(threads)
     model = load_model()
     t = check_task(model, build_task(model, task, max(n * 2, 4))).kept.head(n)
     metric = make_metric(model, t)
